@@ -1,0 +1,1 @@
+"""Cadenza's small core: events, hooks, plugin loading, agent turns and the bot."""

@@ -1,0 +1,113 @@
+"""Agent adapters: how to start an agent CLI for a prompt and how to read its output.
+
+An adapter builds the command line (resuming an agent-side session when it can) and makes
+one ``Parser`` per turn that turns output lines into stream events. Built in: ``claude``,
+``codex`` and ``command``; plugins add more through the ``register_agents`` hook.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from core import events
+from core.config import Config, Settings
+
+# What a parser yields: (kind, text, data); the runner adds the turn and sequence number.
+Parsed = tuple[str, str, Mapping[str, Any]]
+NO_DATA: Mapping[str, Any] = {}
+
+
+class Parser(Protocol):
+    def feed(self, line: str) -> list[Parsed]:
+        """Events for one line of the agent's stdout (without its newline). Never raises."""
+
+    def outcome(self, exit_code: int) -> Parsed:
+        """The turn's terminal event once the agent exited: ``completed`` or ``failed``."""
+
+
+class Agent(Protocol):
+    name: str
+    binary: str  # the program, looked up on PATH; "" when the argv template names it
+
+    def argv(self, prompt: str, resume_id: str | None) -> list[str]:
+        """The full command line for one turn."""
+
+    def env(self) -> Mapping[str, str]:
+        """Extra environment variables for the agent process."""
+
+    def parser(self) -> Parser:
+        """A fresh parser for one turn's output."""
+
+    def supports_resume(self) -> bool:
+        """Whether ``argv`` continues an agent-side session when given ``resume_id``."""
+
+
+@dataclass
+class CliAgent:
+    """Shared settings of the agents configured under ``[agent.NAME]``."""
+
+    name: str
+    binary: str
+    args: list[str] = field(default_factory=list)  # extra arguments: model, permissions, ...
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, name: str, binary: str) -> CliAgent:
+        settings.reject_unknown(["binary", "args", "env"])
+        return cls(
+            name=name,
+            binary=settings.string("binary", binary),
+            args=settings.strings("args"),
+            extra_env=settings.mapping("env"),
+        )
+
+    def env(self) -> Mapping[str, str]:
+        return self.extra_env
+
+    def installed(self) -> bool:
+        return shutil.which(self.binary) is not None
+
+    def supports_resume(self) -> bool:
+        return True
+
+
+def failure_text(message: str, stderr_tail: str) -> str:
+    """A failed turn's message: what the agent said, and the end of its stderr."""
+    tail = stderr_tail.strip()
+    if tail and tail not in message:
+        return f"{message}\n{tail}" if message else tail
+    return message
+
+
+def exit_outcome(exit_code: int, error: str = "") -> Parsed:
+    """The outcome of an agent that reported no result of its own: its exit code decides."""
+    if exit_code == 0 and not error:
+        return events.COMPLETED, "", {"exit_code": 0}
+    return events.FAILED, error or f"the agent exited with code {exit_code}", {
+        "exit_code": exit_code
+    }
+
+
+AUTO_ORDER = ("claude", "codex")
+
+
+def choose_default(config: Config, agents: Mapping[str, Agent]) -> tuple[str, str]:
+    """The agent for new turns and a sentence saying why it was picked."""
+    settings = config.settings("agent")
+    wanted = settings.string("default", "auto")
+    if wanted != "auto":
+        if wanted not in agents:
+            raise settings.error("default", f"unknown agent {wanted!r}; known: "
+                                 + ", ".join(["auto", *agents]))
+        return wanted, f"agent: {wanted} (set by [agent] default)"
+    for name in AUTO_ORDER:
+        agent = agents.get(name)
+        if agent is not None and shutil.which(agent.binary):
+            return name, f"agent: {name} (found {shutil.which(agent.binary)})"
+    return "command", (
+        "agent: command (neither claude nor codex is on PATH; each prompt runs through "
+        "[agent] command — install an agent CLI or set [agent] default)"
+    )

@@ -1,0 +1,142 @@
+"""Claude Code: ``claude -p PROMPT --output-format stream-json --verbose [--resume ID]``.
+
+Line kinds (see tests/fixtures/streams): ``system`` (init with the session id, api_retry,
+permission_denied, status), ``assistant`` (one content block per line: text, thinking,
+tool_use), ``user`` (tool_result), ``stream_event`` (only with --include-partial-messages,
+not used), ``result`` (cost, duration, is_error; its text repeats the last block).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from core import events
+from core.agents import NO_DATA, CliAgent, Parsed, exit_outcome
+from core.agents.summary import compact, tool_summary
+
+
+class ClaudeAgent(CliAgent):
+    def argv(self, prompt: str, resume_id: str | None) -> list[str]:
+        resume = ["--resume", resume_id] if resume_id else []
+        return [self.binary, "-p", prompt, "--output-format", "stream-json", "--verbose",
+                *resume, *self.args]
+
+    def parser(self) -> ClaudeParser:
+        return ClaudeParser()
+
+
+class ClaudeParser:
+    def __init__(self) -> None:
+        self._texts = 0
+        self._tools: dict[str, str] = {}  # tool_use id → tool name
+        self._denied: set[str] = set()
+        self._result: Mapping[str, Any] | None = None
+
+    def feed(self, line: str) -> list[Parsed]:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict):
+            return [(events.NOTICE, compact(line), {"unparsed": True})] if line.strip() else []
+        handler = _HANDLERS.get(message.get("type"))
+        if handler is None:
+            return []
+        try:
+            return handler(self, message)
+        except (AttributeError, TypeError, KeyError, ValueError):
+            return [(events.NOTICE, f"unreadable {message.get('type')} line", {"unparsed": True})]
+
+    def _system(self, message: dict[str, Any]) -> list[Parsed]:
+        subtype = message.get("subtype")
+        if subtype == "init":
+            return [(events.SESSION, "", {"session_id": message.get("session_id"),
+                                          "model": message.get("model")})]
+        if subtype == "api_retry":
+            attempt, most = message.get("attempt"), message.get("max_retries")
+            error = message.get("error") or message.get("error_status") or "API error"
+            text = f"API error ({compact(str(error))}); retrying" + (
+                f" ({attempt}/{most})" if attempt and most else "")
+            return [(events.NOTICE, text, {"retry": True})]
+        if subtype == "permission_denied":
+            tool_id = message.get("tool_use_id")
+            if tool_id:
+                self._denied.add(tool_id)
+            name = message.get("tool_name") or "tool"
+            return [(events.TOOL_RESULT, compact(str(message.get("message", ""))),
+                     {"is_error": True, "denied": True, "name": name, "id": tool_id})]
+        return []
+
+    def _assistant(self, message: dict[str, Any]) -> list[Parsed]:
+        out: list[Parsed] = []
+        for block in message["message"].get("content") or ():
+            kind = block.get("type")
+            if kind == "text" and block.get("text"):
+                out.append((events.TEXT, ("\n\n" if self._texts else "") + block["text"], NO_DATA))
+                self._texts += 1
+            elif kind == "thinking" and block.get("thinking"):
+                out.append((events.THINKING, block["thinking"], NO_DATA))
+            elif kind == "tool_use":
+                name, params = block.get("name", "tool"), block.get("input") or {}
+                self._tools[block.get("id", "")] = name
+                out.append((events.TOOL_USE, tool_summary(name, params),
+                            {"name": name, "input": params, "id": block.get("id")}))
+        return out
+
+    def _user(self, message: dict[str, Any]) -> list[Parsed]:
+        out: list[Parsed] = []
+        content = message["message"].get("content")
+        for block in content if isinstance(content, list) else ():
+            if block.get("type") != "tool_result":
+                continue
+            tool_id = block.get("tool_use_id")
+            if tool_id in self._denied:
+                continue  # already shown from the permission_denied line
+            out.append((events.TOOL_RESULT, compact(_result_text(block.get("content"))),
+                        {"is_error": bool(block.get("is_error")), "id": tool_id,
+                         "name": self._tools.get(tool_id or "", "tool")}))
+        return out
+
+    def _result_line(self, message: dict[str, Any]) -> list[Parsed]:
+        self._result = message
+        usage = {
+            "cost_usd": message.get("total_cost_usd"),
+            "duration_ms": message.get("duration_ms"),
+            "num_turns": message.get("num_turns"),
+            "usage": message.get("usage"),
+        }
+        return [(events.USAGE, "", usage)]
+
+    def outcome(self, exit_code: int) -> Parsed:
+        result = self._result
+        if result is None:
+            return exit_outcome(exit_code)
+        data = {
+            "exit_code": exit_code,
+            "cost_usd": result.get("total_cost_usd"),
+            "duration_ms": result.get("duration_ms"),
+            "session_id": result.get("session_id"),
+            "permission_denials": len(result.get("permission_denials") or ()),
+        }
+        if result.get("is_error") or exit_code != 0:
+            message = str(result.get("result") or f"the agent exited with code {exit_code}")
+            return events.FAILED, message, data
+        return events.COMPLETED, "", data
+
+
+def _result_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
+
+
+_HANDLERS = {
+    "system": ClaudeParser._system,
+    "assistant": ClaudeParser._assistant,
+    "user": ClaudeParser._user,
+    "result": ClaudeParser._result_line,
+}

@@ -1,0 +1,125 @@
+"""Codex CLI: ``codex [ARGS] exec --json --skip-git-repo-check [resume ID] PROMPT``.
+
+``[agent.codex] args`` go before ``exec``: root options such as ``-c key=value``, ``-m``,
+``--profile``. Line kinds (see tests/fixtures/streams): ``thread.started`` (the session id),
+``turn.started``, ``item.started`` / ``item.updated`` / ``item.completed`` (agent_message,
+reasoning, command_execution, file_change, mcp_tool_call, web_search, todo_list, error),
+``error``, ``turn.completed`` (usage), ``turn.failed``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from core import events
+from core.agents import NO_DATA, CliAgent, Parsed, exit_outcome
+from core.agents.summary import compact, tool_summary
+
+
+class CodexAgent(CliAgent):
+    def argv(self, prompt: str, resume_id: str | None) -> list[str]:
+        resume = ["resume", resume_id] if resume_id else []
+        # "--" keeps a prompt that starts with "-" from being read as an option
+        return [self.binary, *self.args, "exec", "--json", "--skip-git-repo-check",
+                *resume, "--", prompt]
+
+    def parser(self) -> CodexParser:
+        return CodexParser()
+
+
+class CodexParser:
+    def __init__(self) -> None:
+        self._texts = 0
+        self._failure: str | None = None
+        self._last_error = ""
+        self._usage: Any = None
+
+    def feed(self, line: str) -> list[Parsed]:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict):
+            return [(events.NOTICE, compact(line), {"unparsed": True})] if line.strip() else []
+        try:
+            return self._dispatch(message)
+        except (AttributeError, TypeError, KeyError, ValueError):
+            return [(events.NOTICE, f"unreadable {message.get('type')} line", {"unparsed": True})]
+
+    def _dispatch(self, message: dict[str, Any]) -> list[Parsed]:
+        kind = message.get("type")
+        if kind == "thread.started":
+            return [(events.SESSION, "", {"session_id": message.get("thread_id")})]
+        if kind == "item.started":
+            return self._item_started(message["item"])
+        if kind == "item.completed":
+            return self._item_completed(message["item"])
+        if kind == "error":
+            self._last_error = error_message(message.get("message"))
+            return [(events.ERROR, self._last_error, NO_DATA)]
+        if kind == "turn.completed":
+            self._usage = message.get("usage")
+            return [(events.USAGE, "", {"usage": self._usage})]
+        if kind == "turn.failed":
+            error = message.get("error") or {}
+            raw = error.get("message") if isinstance(error, dict) else error
+            self._failure = error_message(raw)
+            return []
+        return []  # turn.started, item.updated and kinds added by newer versions
+
+    def _item_started(self, item: dict[str, Any]) -> list[Parsed]:
+        if item.get("type") == "command_execution":
+            command = str(item.get("command", ""))
+            return [(events.TOOL_USE, tool_summary("shell", {"command": command}),
+                     {"name": "shell", "input": {"command": command}, "id": item.get("id")})]
+        return []
+
+    def _item_completed(self, item: dict[str, Any]) -> list[Parsed]:
+        kind = item.get("type")
+        if kind == "agent_message":
+            text = str(item.get("text", ""))
+            prefix = "\n\n" if self._texts else ""
+            self._texts += 1
+            return [(events.TEXT, prefix + text, NO_DATA)] if text else []
+        if kind == "reasoning":
+            return [(events.THINKING, str(item.get("text", "")), NO_DATA)]
+        if kind == "command_execution":
+            code = item.get("exit_code")
+            output = str(item.get("aggregated_output", ""))
+            return [(events.TOOL_RESULT, compact(output) or f"exit code {code}",
+                     {"name": "shell", "id": item.get("id"), "exit_code": code,
+                      "is_error": code not in (0, None)})]
+        if kind == "file_change":
+            paths = [str(change.get("path")) for change in item.get("changes") or ()]
+            return [(events.TOOL_USE, "edit: " + compact(", ".join(paths)),
+                     {"name": "edit", "input": {"changes": item.get("changes")},
+                      "id": item.get("id")})]
+        if kind in ("mcp_tool_call", "web_search"):
+            name = str(item.get("tool") or kind)
+            params = item.get("arguments") if isinstance(item.get("arguments"), dict) else item
+            return [(events.TOOL_USE, tool_summary(name, params),
+                     {"name": name, "id": item.get("id")})]
+        if kind == "error":
+            return [(events.ERROR, str(item.get("message", "")), NO_DATA)]
+        return []
+
+    def outcome(self, exit_code: int) -> Parsed:
+        if self._failure is not None:
+            return events.FAILED, self._failure, {"exit_code": exit_code, "usage": self._usage}
+        kind, text, data = exit_outcome(exit_code, self._last_error if exit_code else "")
+        return kind, text, {**data, "usage": self._usage}
+
+
+def error_message(raw: Any) -> str:
+    """Codex wraps API errors as a JSON string: show the inner message."""
+    text = str(raw or "unknown error")
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(decoded, dict):
+        inner = decoded.get("error", decoded)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+    return text

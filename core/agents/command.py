@@ -1,0 +1,50 @@
+"""The ``command`` agent: any program; each stdout line is answer text, the exit code decides."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from core import events
+from core.agents import NO_DATA, Parsed, exit_outcome
+from core.config import Settings
+
+DEFAULT_COMMAND = ["sh", "-c", "{prompt}"]
+
+
+class CommandAgent:
+    name = "command"
+
+    def __init__(self, template: list[str], extra_env: Mapping[str, str] | None = None) -> None:
+        self.template = template
+        self.binary = template[0]
+        self.extra_env = dict(extra_env or {})
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CommandAgent:
+        template = settings.strings("command", DEFAULT_COMMAND)
+        if not template:
+            raise settings.error("command", "must name a program")
+        if not any("{prompt}" in part for part in template):
+            raise settings.error("command", "must contain {prompt} where the prompt goes")
+        return cls(template)
+
+    def argv(self, prompt: str, resume_id: str | None) -> list[str]:
+        # replace, not format: a prompt or template with braces must not break
+        return [part.replace("{prompt}", prompt) for part in self.template]
+
+    def env(self) -> Mapping[str, str]:
+        return self.extra_env
+
+    def supports_resume(self) -> bool:
+        return False
+
+    def parser(self) -> CommandParser:
+        return CommandParser()
+
+
+class CommandParser:
+    def feed(self, line: str) -> list[Parsed]:
+        return [(events.TEXT, line + "\n", NO_DATA)]
+
+    def outcome(self, exit_code: int) -> Parsed:
+        return exit_outcome(exit_code)

@@ -1,0 +1,80 @@
+"""The stable public API for Cadenza plugins: import from here, and only from here.
+
+Everything else in ``core`` is internal and may change between releases. A plugin is a class
+taking a ``PluginContext`` (or a module) whose methods are marked with ``@hookimpl`` and named
+after the hooks in ``core.hookspecs``; it is installed through the ``cadenza`` entry-point group.
+"""
+
+from core.agents import Agent, CliAgent, Parsed, Parser
+from core.bot import Bot
+from core.config import ConfigError, Settings
+from core.events import (
+    CANCELLED,
+    COMPLETED,
+    ERROR,
+    FAILED,
+    FOREGROUND,
+    INTERRUPTED,
+    NOTICE,
+    SESSION,
+    STARTED,
+    TERMINAL_KINDS,
+    TEXT,
+    THINKING,
+    TIMED_OUT,
+    TOOL_RESULT,
+    TOOL_USE,
+    USAGE,
+    ChatMessage,
+    ChatRef,
+    Lifecycle,
+    Notice,
+    Recovery,
+    StreamEvent,
+    TimeoutWarning,
+    Turn,
+)
+from core.formatting import duration, footer
+from core.hookspecs import hookimpl
+from core.plugins import PluginContext
+
+CADENZA_PLUGIN_API_VERSION = 1
+
+__all__ = [
+    "CADENZA_PLUGIN_API_VERSION",
+    "CANCELLED",
+    "COMPLETED",
+    "ERROR",
+    "FAILED",
+    "FOREGROUND",
+    "INTERRUPTED",
+    "NOTICE",
+    "SESSION",
+    "STARTED",
+    "TERMINAL_KINDS",
+    "TEXT",
+    "THINKING",
+    "TIMED_OUT",
+    "TOOL_RESULT",
+    "TOOL_USE",
+    "USAGE",
+    "Agent",
+    "Bot",
+    "ChatMessage",
+    "ChatRef",
+    "CliAgent",
+    "ConfigError",
+    "Lifecycle",
+    "Notice",
+    "Parsed",
+    "Parser",
+    "PluginContext",
+    "Recovery",
+    "Settings",
+    "StreamEvent",
+    "TimeoutWarning",
+    "Turn",
+    "duration",
+    "footer",
+    "hookimpl",
+]

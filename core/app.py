@@ -1,0 +1,167 @@
+"""``cadenza run``: wire config, state, plugins, agents and the bot; run until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.agents import Agent, choose_default
+from core.agents.claude import ClaudeAgent
+from core.agents.codex import CodexAgent
+from core.agents.command import CommandAgent
+from core.bot import Bot
+from core.clock import Clock, SystemClock
+from core.config import Config
+from core.plugins import PluginLoader, new_manager
+from core.relay import HookRelay
+from core.state import StateError, Store
+
+log = logging.getLogger("cadenza")
+
+LOCK_NAME = "cadenza.lock"
+HEALTH_STEPS = ["CREATE TABLE plugin_health (name TEXT PRIMARY KEY, problem TEXT, at REAL)"]
+
+
+@dataclass
+class CoreSettings:
+    hook_timeout: float
+    max_failures: int
+    workdir: Path
+    kill_grace: float
+
+    @classmethod
+    def from_config(cls, config: Config) -> CoreSettings:
+        core = config.settings("core")
+        core.reject_unknown(["hook_timeout", "max_failures"])
+        agent = config.settings("agent")
+        agent.reject_unknown(["default", "workdir", "command"])
+        workdir = Path(agent.string("workdir", "."))
+        if not workdir.is_absolute():
+            workdir = config.path.resolve().parent / workdir
+        return cls(
+            hook_timeout=core.number("hook_timeout", 10.0, minimum=0.001),
+            max_failures=int(core.number("max_failures", 5, minimum=1)),
+            workdir=workdir,
+            kill_grace=config.settings("timeout").number("kill_grace", 5.0, minimum=0),
+        )
+
+
+def builtin_agents(config: Config) -> dict[str, Agent]:
+    return {
+        "claude": ClaudeAgent.from_settings(config.settings("agent.claude"), "claude", "claude"),
+        "codex": CodexAgent.from_settings(config.settings("agent.codex"), "codex", "codex"),
+        "command": CommandAgent.from_settings(config.settings("agent")),
+    }
+
+
+@contextlib.contextmanager
+def instance_lock(state_dir: Path) -> Iterator[None]:
+    """One Cadenza per state directory. flock is released by the kernel when the process
+    dies, so a crash can never leave it stuck."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / LOCK_NAME
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise StateError(
+                f"another Cadenza (pid {holder}) is already running on {state_dir}; "
+                "stop it first or use another --state-dir"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+
+
+class App:
+    """One run of Cadenza: ``start`` wires everything and returns the bot, ``stop`` undoes it.
+
+    ``run`` adds what the command line needs: the instance lock and the signal handlers.
+    Embedders and tests call ``start``/``stop`` and may ``add_plugin`` before starting.
+    """
+
+    def __init__(self, config: Config, state_dir: Path, clock: Clock | None = None) -> None:
+        self.config = config
+        self.state_dir = state_dir
+        self.clock = clock or SystemClock()
+        self.settings = CoreSettings.from_config(config)
+        self.extra_plugins: dict[str, object] = {}
+        self.store: Store | None = None
+        self.relay: HookRelay | None = None
+        self.loader: PluginLoader | None = None
+        self.bot: Bot | None = None
+
+    def add_plugin(self, name: str, plugin: object) -> None:
+        self.extra_plugins[name] = plugin
+
+    async def start(self) -> Bot:
+        self.store = store = Store.in_dir(self.state_dir)
+        store.migrate("core", HEALTH_STEPS)
+        store.execute("DELETE FROM plugin_health")
+        pm = new_manager()
+        self.relay = relay = HookRelay(pm, timeout=self.settings.hook_timeout,
+                                       max_failures=self.settings.max_failures)
+        relay.on_health_change = lambda name, problem: store.execute(
+            "INSERT OR REPLACE INTO plugin_health VALUES (?, ?, ?)",
+            (name, problem, self.clock.time()),
+        )
+        self.loader = loader = PluginLoader(self.config, pm, relay)
+        loader.load_all(store=store, clock=self.clock, state_dir=self.state_dir)
+        for name, plugin in self.extra_plugins.items():
+            loader.register(name, plugin)
+        for record in loader.records.values():
+            if record.error:
+                relay.on_health_change(record.name, record.error)
+
+        agents = builtin_agents(self.config)
+        await relay.call("register_agents", register=lambda agent: agents.update(
+            {agent.name: agent}))
+        default_agent, why = choose_default(self.config, agents)
+        log.info(why)
+        self.bot = bot = Bot(relay, agents, default_agent, self.clock,
+                             workdir=self.settings.workdir, kill_grace=self.settings.kill_grace)
+        await relay.call("register_commands", register=bot.add_command)
+        await relay.call("on_start", bot=bot)
+        await relay.call("on_ready", bot=bot)
+        return bot
+
+    async def stop(self) -> None:
+        """Interrupt running turns, let plugins close, release the store."""
+        if self.bot is not None and self.relay is not None:
+            await self.bot.shutdown()
+            await self.relay.settle()
+            await self.relay.call("on_shutdown")
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    async def run(self) -> int:
+        with instance_lock(self.state_dir):
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            try:
+                bot = await self.start()
+                signalled = asyncio.ensure_future(stop.wait())
+                finished = asyncio.ensure_future(bot.stop_requested.wait())
+                await asyncio.wait({signalled, finished}, return_when=asyncio.FIRST_COMPLETED)
+                signalled.cancel()
+                finished.cancel()
+                log.info("stopping")
+            finally:
+                await self.stop()
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+        return 0

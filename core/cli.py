@@ -1,0 +1,279 @@
+"""The ``cadenza`` command line. Exit codes: 0 ok, 2 bad usage or configuration, 1 otherwise."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+
+from core.agents import choose_default
+from core.app import App, CoreSettings, builtin_agents
+from core.clock import SystemClock
+from core.config import Config, ConfigError, did_you_mean, resolve_paths
+from core.plugins import PluginLoader, discover, new_manager
+from core.relay import HookRelay
+from core.state import DB_NAME, StateError, Store
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cadenza", description="Drive CLI coding agents from chat without losing work."
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="plugins.toml to use (env CADENZA_CONFIG)")
+    common.add_argument("--state-dir", help="state directory (env CADENZA_STATE_DIR; "
+                        "default: .cadenza beside the config)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", parents=[common], help="run the bot")
+    run.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    run.set_defaults(func=cmd_run)
+
+    plugins = commands.add_parser("plugins", help="list, enable or disable plugins")
+    actions = plugins.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", parents=[common], help="every known plugin")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(func=cmd_plugins_list)
+    for name, value in (("enable", True), ("disable", False)):
+        action = actions.add_parser(name, parents=[common], help=f"{name} a plugin")
+        action.add_argument("name")
+        action.set_defaults(func=cmd_plugins_switch, value=value)
+
+    status = commands.add_parser("status", parents=[common], help="runs, turns and sessions")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+
+    doctor = commands.add_parser("doctor", parents=[common], help="check the set-up")
+    doctor.set_defaults(func=cmd_doctor)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config_path, state_dir = resolve_paths(args.config, args.state_dir)
+    try:
+        return int(args.func(args, config_path, state_dir))
+    except ConfigError as exc:
+        print(f"cadenza: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StateError as exc:
+        print(f"cadenza: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_ERROR
+
+
+def cmd_run(args: argparse.Namespace, config_path: Path, state_dir: Path) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # aiogram and discord.py are chatty at INFO; their warnings still show
+    for noisy in ("aiogram", "discord", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    config = Config.load(config_path)
+    if not config.exists:
+        logging.getLogger("cadenza").info(
+            "no %s: running on the embedded defaults", config_path)
+    return asyncio.run(App(config, state_dir).run())
+
+
+# --- plugins ---------------------------------------------------------------------
+
+
+def load_plugins(config: Config, store: Store) -> tuple[PluginLoader, HookRelay]:
+    """Load the enabled plugins without starting them, for the inspection commands."""
+    settings = CoreSettings.from_config(config)
+    pm = new_manager()
+    relay = HookRelay(pm, timeout=settings.hook_timeout, max_failures=settings.max_failures)
+    loader = PluginLoader(config, pm, relay)
+    loader.load_all(store=store, clock=SystemClock(), state_dir=store.path.parent)
+    return loader, relay
+
+
+def last_run_health(state_dir: Path) -> dict[str, str]:
+    if not (state_dir / DB_NAME).exists():
+        return {}
+    store = Store(state_dir / DB_NAME, readonly=True)
+    try:
+        if not store.has_table("plugin_health"):
+            return {}
+        return {row["name"]: row["problem"] for row in store.query("SELECT * FROM plugin_health")}
+    finally:
+        store.close()
+
+
+def cmd_plugins_list(args: argparse.Namespace, config_path: Path, state_dir: Path) -> int:
+    config = Config.load(config_path)
+    store = Store(Path(":memory:"))
+    loader, _ = load_plugins(config, store)
+    failing = last_run_health(state_dir)
+    rows = []
+    for record in sorted(loader.records.values(), key=lambda r: r.name):
+        health = record.health
+        if record.name in failing and not record.error:
+            health = f"failing in the last run: {failing[record.name]}"
+        rows.append({"name": record.name, "source": record.source, "enabled": record.enabled,
+                     "hooks": record.hooks, "health": health, "target": record.target})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    width = max((len(row["name"]) for row in rows), default=4)
+    for row in rows:
+        state = "on " if row["enabled"] else "off"
+        print(f"{row['name']:<{width}}  {state}  {row['source']:<20}  {row['health']}")
+        if row["hooks"]:
+            print(f"{'':<{width}}       hooks: {', '.join(row['hooks'])}")
+    return EXIT_OK
+
+
+def cmd_plugins_switch(args: argparse.Namespace, config_path: Path, state_dir: Path) -> int:
+    known = sorted(discover())
+    if args.name not in known:
+        print(f"cadenza: no plugin named {args.name!r}{did_you_mean(args.name, known)}; "
+              f"known: {', '.join(known)}", file=sys.stderr)
+        return EXIT_USAGE
+    Config.load(config_path)  # refuse to edit a file that does not parse
+    set_switch(config_path, args.name, args.value)
+    print(f"{args.name}: {'enabled' if args.value else 'disabled'} in {config_path}")
+    return EXIT_OK
+
+
+def set_switch(path: Path, name: str, value: bool) -> None:
+    """Set ``[plugins] name`` with tomlkit, keeping every comment and the order of the file."""
+    document = tomlkit.parse(path.read_text(encoding="utf-8")) if path.exists() else (
+        tomlkit.document())
+    table = document.get("plugins")
+    if table is None:
+        table = tomlkit.table()
+        document.add("plugins", table)
+    if name in table:
+        table[name] = value
+    else:
+        # A new key goes after the table's last key, not after the blank lines and
+        # comments that lead into the next table.
+        body = table.value.body
+        trailing = []
+        while body and body[-1][0] is None:
+            trailing.insert(0, body.pop()[1])
+        table.add(name, value)
+        for item in trailing:
+            table.add(item)
+    # write beside, then rename: an interrupted write never leaves half a config
+    with tempfile.NamedTemporaryFile("w", dir=path.resolve().parent, delete=False,
+                                     encoding="utf-8", suffix=".tmp") as handle:
+        handle.write(tomlkit.dumps(document))
+    if path.exists():
+        shutil.copymode(path, handle.name)
+    os.replace(handle.name, path)
+
+
+# --- status and doctor ---------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace, config_path: Path, state_dir: Path) -> int:
+    config = Config.load(config_path)
+    report: dict[str, Any] = {"state_dir": str(state_dir)}
+    if (state_dir / DB_NAME).exists():
+        store = Store(state_dir / DB_NAME)
+        try:
+            _, relay = load_plugins(config, store)
+            for section in asyncio.run(relay.call("report_status")):
+                report.update(section)
+        finally:
+            store.close()
+    else:
+        report["note"] = "no state yet: cadenza has not run with this state directory"
+    report["plugin_problems"] = last_run_health(state_dir)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print_report(report)
+    return EXIT_OK
+
+
+def print_report(report: dict[str, Any]) -> None:
+    for section, value in report.items():
+        if isinstance(value, list):
+            print(f"{section}: {len(value)}")
+            for row in value:
+                print("  " + "  ".join(f"{k}={v}" for k, v in row.items() if v is not None))
+        elif isinstance(value, dict):
+            print(f"{section}:" + ("" if value else " none"))
+            for key, item in value.items():
+                print(f"  {key}: {item}")
+        else:
+            print(f"{section}: {value}")
+
+
+def cmd_doctor(args: argparse.Namespace, config_path: Path, state_dir: Path) -> int:
+    checks: list[tuple[bool, str]] = []
+    config = Config.load(config_path)
+    checks.append((True, f"configuration {config_path} is valid" if config.exists
+                   else f"no {config_path}: the embedded defaults apply"))
+    store = Store(Path(":memory:"))
+    loader, relay = load_plugins(config, store)
+    for record in loader.records.values():
+        if record.error:
+            checks.append((False, f"plugin {record.name}: {record.error}"))
+    for found in asyncio.run(relay.call("doctor_checks")):
+        checks.extend(found)
+    checks.extend(agent_checks(config))
+    checks.append(state_dir_check(state_dir))
+    for ok, message in checks:
+        print(("✓ " if ok else "✗ ") + message)
+    return EXIT_OK if all(ok for ok, _ in checks) else EXIT_ERROR
+
+
+def agent_checks(config: Config) -> list[tuple[bool, str]]:
+    agents = builtin_agents(config)
+    default, why = choose_default(config, agents)
+    checks = [(True, why)]
+    for name, agent in agents.items():
+        binary = shutil.which(agent.binary)
+        if binary is None:
+            checks.append((name != default, f"{name}: {agent.binary} is not on PATH"))
+            continue
+        if name == "command":
+            checks.append((True, f"command: {binary}"))
+            continue
+        checks.append(_version_check(name, [binary, "--version"]))
+    return checks
+
+
+def _version_check(name: str, argv: list[str]) -> tuple[bool, str]:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=20,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"{name}: {argv[0]} does not run: {exc}"
+    output = (done.stdout or done.stderr).strip().splitlines()
+    version = output[0] if output else "no version printed"
+    return done.returncode == 0, f"{name}: {version} ({argv[0]})"
+
+
+def state_dir_check(state_dir: Path) -> tuple[bool, str]:
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=state_dir):
+            pass
+    except OSError as exc:
+        return False, f"state directory {state_dir} is not writable: {exc}"
+    return True, f"state directory {state_dir} is writable"
+
+if __name__ == "__main__":
+    sys.exit(main())

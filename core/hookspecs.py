@@ -1,0 +1,161 @@
+"""Every hook Cadenza calls, grouped by phase. This module is the reference for plugin authors.
+
+Implementations may be plain functions or ``async def``: the core awaits what they return.
+Each call is isolated: an implementation that raises or exceeds the per-call time limit
+(``[core] hook_timeout``) is logged with its plugin's name and skipped, the others still run,
+and a plugin that keeps failing is switched off for the rest of the run. Sync implementations
+run on the event loop and must be quick; put slow work in ``async def``.
+
+An implementation may accept only some of a hook's arguments, by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from core.bot import Bot
+    from core.events import (
+        ChatMessage,
+        Lifecycle,
+        Notice,
+        Recovery,
+        StreamEvent,
+        TimeoutWarning,
+        Turn,
+    )
+
+PROJECT = "cadenza"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+# --- Registration: called once at startup, before any frontend connects ---------------
+
+
+@hookspec
+def register_agents(register: Callable[[Any], None]) -> None:
+    """Add agent adapters: call ``register(agent)`` with objects implementing ``core.agents.Agent``.
+
+    The ``[agent] default`` setting selects one of them by its ``name``.
+    """
+
+
+@hookspec
+def register_commands(register: Callable[..., None]) -> None:
+    """Add chat commands: ``register(name, handler, help="...", usage="...")``.
+
+    ``handler(bot, message, args)`` (sync or async) runs when a chat message starts with
+    ``/name``; ``args`` is the rest of the message. The core's own commands are
+    ``/stop``, ``/new``, ``/status`` and ``/help``.
+    """
+
+
+# --- Run lifecycle --------------------------------------------------------------------
+
+
+@hookspec
+def on_start(bot: Bot) -> None:
+    """The bot is ready to take messages: frontends connect and start their own tasks here.
+
+    ``bot`` is the control surface (``submit``, ``cancel``, ``resume``, ``notify``, ...).
+    Return promptly; long-running work belongs in tasks the plugin owns.
+    """
+
+
+@hookspec
+def on_ready(bot: Bot) -> None:
+    """Every ``on_start`` has returned: the recovery journal announces the lifecycle here
+    and resumes interrupted turns, so frontends are connected when those notices go out."""
+
+
+@hookspec
+def on_shutdown() -> None:
+    """Cadenza is stopping (SIGTERM, SIGINT or end of console input): running agents were
+    already stopped. Frontends flush and disconnect; the journal records the clean shutdown."""
+
+
+@hookspec
+def on_startup_lifecycle(lifecycle: Lifecycle) -> None:
+    """How this run started: ``started``, ``restarted``, ``reboot`` or ``crashed``.
+
+    Called once, by the recovery journal. Frontends announce it to their lifecycle chats.
+    """
+
+
+@hookspec
+def on_recover(recovery: Recovery) -> None:
+    """An interrupted turn was found at startup: ``recovery.action`` is ``resume`` (the core
+    starts ``recovery.turn`` right after this hook) or ``abandon`` (too many attempts or too old;
+    the chat must be told, with the full prompt)."""
+
+
+# --- Inbound messages -----------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def on_inbound_message(message: ChatMessage) -> str | None:
+    """Veto an inbound message before it reaches any command or agent.
+
+    Return a reason (str) to refuse it, or None to let it through. Stops at the first
+    non-None result. Frontends enforce their allowlists here.
+    """
+
+
+# --- Turns ----------------------------------------------------------------------------
+
+
+@hookspec
+def on_turn_accepted(turn: Turn) -> None:
+    """A turn was accepted for a chat; it starts now or waits behind the session's running turn.
+
+    Called before the user is told it is queued; the journal persists it here so a turn that
+    is still waiting when Cadenza stops is resumed too.
+    """
+
+
+@hookspec
+def on_turn_start(turn: Turn) -> None:
+    """The turn's agent subprocess is about to start. Awaited before the spawn, so the journal
+    has written the turn ``running`` before any work can be lost."""
+
+
+@hookspec
+def on_stream_event(event: StreamEvent) -> None:
+    """Everything a turn produces, in order: started, session, text, tool use, ..., and exactly
+    one terminal event (``completed``, ``failed``, ``cancelled``, ``timed_out`` or
+    ``interrupted``) last. Called for every text chunk: keep implementations cheap."""
+
+
+@hookspec
+def on_timeout_warning(warning: TimeoutWarning) -> None:
+    """A turn's deadline is near (one call per configured stage). Frontends show it with a way
+    to act: ``/extend`` or ``/stop``."""
+
+
+@hookspec
+def on_notice(notice: Notice) -> None:
+    """A message for one chat outside a turn's stream (command replies, queue notices,
+    refusals). The frontend owning ``notice.chat`` renders it."""
+
+
+# --- Command line --------------------------------------------------------------------
+
+
+@hookspec
+def report_status() -> dict[str, Any] | None:
+    """Contribute to ``cadenza status``: return ``{section: rows}`` (JSON-serialisable) read
+    from the plugin's own tables. Runs in the CLI process, possibly beside a running bot."""
+
+
+@hookspec
+def doctor_checks() -> list[tuple[bool, str]] | None:
+    """Contribute to ``cadenza doctor``: return ``(ok, message)`` pairs, e.g. whether a
+    frontend's token is set. Any ``False`` makes the command exit non-zero."""
+
+
+HOOK_NAMES: tuple[str, ...] = tuple(
+    name for name, value in list(globals().items()) if hasattr(value, f"{PROJECT}_spec")
+)

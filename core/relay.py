@@ -1,0 +1,126 @@
+"""Calling hooks safely: every implementation isolated, awaited if async, bounded in time.
+
+pluggy registers plugins and validates their implementations against ``core.hookspecs``;
+calling is done here instead of through ``pm.hook``, because pluggy stops at the first
+implementation that raises and hands coroutines back un-awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+log = logging.getLogger("cadenza.hooks")
+
+
+@dataclass(frozen=True, slots=True)
+class _Impl:
+    plugin: str
+    function: Callable[..., Any]
+    argnames: tuple[str, ...]
+
+
+class HookRelay:
+    """Calls hook implementations one by one, in pluggy's order (LIFO, tryfirst/trylast).
+
+    A failure (exception or timeout) is logged with the plugin's name; ``max_failures`` in a
+    row switch the plugin off for the rest of the run, and ``health`` says why.
+    """
+
+    def __init__(
+        self, pm: pluggy.PluginManager, *, timeout: float = 10.0, max_failures: int = 5
+    ) -> None:
+        self.pm = pm
+        self.timeout = timeout
+        self.max_failures = max_failures
+        self.health: dict[str, str] = {}  # plugin name → problem, for `cadenza plugins list`
+        self.on_health_change: Callable[[str, str], None] | None = None
+        self._failures: dict[str, int] = {}
+        self._disabled: set[str] = set()
+        self._impls: dict[str, tuple[_Impl, ...]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def invalidate(self) -> None:
+        """Forget cached implementations (after registering or unregistering a plugin)."""
+        self._impls.clear()
+
+    def implementations(self, hook: str) -> tuple[_Impl, ...]:
+        impls = self._impls.get(hook)
+        if impls is None:
+            caller = getattr(self.pm.hook, hook)
+            impls = tuple(
+                _Impl(impl.plugin_name, impl.function, tuple(impl.argnames))
+                for impl in reversed(caller.get_hookimpls())
+                if impl.plugin_name not in self._disabled
+            )
+            self._impls[hook] = impls
+        return impls
+
+    async def call(self, hook: str, **kwargs: Any) -> list[Any]:
+        """Call every implementation; return the non-None results of those that succeeded."""
+        results = []
+        for impl in self.implementations(hook):
+            value = await self._call_one(hook, impl, kwargs)
+            if value is not None:
+                results.append(value)
+        return results
+
+    async def first(self, hook: str, **kwargs: Any) -> Any:
+        """Call implementations until one returns something other than None (``firstresult``)."""
+        for impl in self.implementations(hook):
+            value = await self._call_one(hook, impl, kwargs)
+            if value is not None:
+                return value
+        return None
+
+    def fire(self, hook: str, **kwargs: Any) -> asyncio.Task[list[Any]]:
+        """Call the hook in the background: for callers that must not wait for plugins."""
+        task = asyncio.ensure_future(self.call(hook, **kwargs))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def settle(self) -> None:
+        """Wait for hooks started with ``fire`` (each is bounded by the time limit)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _call_one(self, hook: str, impl: _Impl, kwargs: dict[str, Any]) -> Any:
+        try:
+            if len(impl.argnames) == len(kwargs):
+                value = impl.function(**kwargs)
+            else:
+                value = impl.function(**{name: kwargs[name] for name in impl.argnames})
+            if inspect.isawaitable(value):
+                async with asyncio.timeout(self.timeout):
+                    value = await value
+        except (Exception, TimeoutError) as exc:
+            self._failed(hook, impl.plugin, exc)
+            return None
+        if impl.plugin in self._failures:
+            del self._failures[impl.plugin]
+        return value
+
+    def _failed(self, hook: str, plugin: str, exc: BaseException) -> None:
+        if isinstance(exc, TimeoutError):
+            problem = f"{hook} took longer than {self.timeout:g} s"
+            log.error("plugin %s: %s", plugin, problem)
+        else:
+            problem = f"{hook} raised {type(exc).__name__}: {exc}"
+            log.error("plugin %s: %s", plugin, problem, exc_info=exc)
+        count = self._failures.get(plugin, 0) + 1
+        self._failures[plugin] = count
+        if count >= self.max_failures:
+            self._disabled.add(plugin)
+            self.invalidate()
+            problem = f"switched off after {count} failures in a row; last: {problem}"
+            log.error("plugin %s %s", plugin, problem)
+        self.health[plugin] = problem
+        if self.on_health_change:
+            self.on_health_change(plugin, problem)

@@ -1,0 +1,148 @@
+"""Running one turn: spawn the agent, turn its output into events, dispatch them, end cleanly.
+
+Every turn produces ``started`` first and exactly one terminal event last, whatever happens:
+a missing binary, garbage output, a crash of the agent, a cancel, a timeout or a shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from core import events
+from core.agents import Agent, failure_text
+from core.clock import Clock
+from core.events import StreamEvent, Turn
+from core.process import AgentProcess
+from core.relay import HookRelay
+
+log = logging.getLogger("cadenza.turns")
+
+# After the agent exits, how long its stdout may stay open (held by a leftover grandchild)
+# before the group is killed so the turn can end.
+STDOUT_GRACE = 2.0
+
+
+class TurnRunner:
+    """Runs one turn. ``stop(kind)`` ends it early as cancelled, timed_out or interrupted."""
+
+    def __init__(
+        self,
+        turn: Turn,
+        agent: Agent,
+        relay: HookRelay,
+        clock: Clock,
+        *,
+        workdir: Path,
+        kill_grace: float,
+    ) -> None:
+        self.turn = turn
+        self.agent = agent
+        self.relay = relay
+        self.clock = clock
+        self.workdir = workdir
+        self.kill_grace = kill_grace
+        self.started_at = clock.monotonic()
+        self.last_output_at = self.started_at  # read by the timeout controller
+        self.last_text = ""  # the latest text chunk, for "last output seen" messages
+        self.agent_session_id: str | None = turn.resume_id
+        self.result: StreamEvent | None = None
+        self._seq = 0
+        self._stop_kind: str | None = None
+        self._stop_reason = ""
+        self._process: AgentProcess | None = None
+        self._stopping: asyncio.Task[None] | None = None
+
+    @property
+    def elapsed(self) -> float:
+        return self.clock.monotonic() - self.started_at
+
+    async def emit(self, kind: str, text: str = "", data: Mapping[str, Any] | None = None) -> None:
+        event = StreamEvent(self.turn, self._seq, kind, text, data if data is not None else {})
+        self._seq += 1
+        await self.relay.call("on_stream_event", event=event)
+
+    def stop(self, kind: str = events.CANCELLED, reason: str = "") -> None:
+        """End the turn early; the first stop wins. Safe to call at any time."""
+        if self._stop_kind is not None or self.result is not None:
+            return
+        self._stop_kind, self._stop_reason = kind, reason
+        if self._process is not None:
+            self._stopping = asyncio.ensure_future(self._process.terminate(self.kill_grace))
+
+    async def run(self) -> StreamEvent:
+        await self.relay.call("on_turn_start", turn=self.turn)
+        await self.emit(
+            events.STARTED, "", {"agent": self.agent.name, "attempt": self.turn.attempt}
+        )
+        kind, text, data = await self._run_agent()
+        if self._stop_kind is not None:
+            kind, text = self._stop_kind, self._stop_reason
+        data = {**data, "elapsed": self.elapsed, "agent_session_id": self.agent_session_id}
+        self.result = StreamEvent(self.turn, self._seq, kind, text, data)
+        self._seq += 1
+        await self.relay.call("on_stream_event", event=self.result)
+        return self.result
+
+    async def _run_agent(self) -> tuple[str, str, Mapping[str, Any]]:
+        if self._stop_kind is not None:
+            return self._stop_kind, self._stop_reason, {}
+        argv = self.agent.argv(self.turn.prompt, self.turn.resume_id)
+        try:
+            self._process = process = await AgentProcess.spawn(
+                argv, cwd=self.workdir, env=self.agent.env()
+            )
+        except FileNotFoundError:
+            missing = argv[0] if self.workdir.is_dir() else f"working directory {self.workdir}"
+            return events.FAILED, (
+                f"cannot start the {self.agent.name} agent: {missing} was not found. "
+                "Install it, or set [agent] default / the agent's binary in plugins.toml."
+            ), {"exit_code": None}
+        except OSError as exc:
+            return events.FAILED, f"cannot start the {self.agent.name} agent: {exc}", {}
+        if self._stop_kind is not None:  # stopped while spawning
+            self._stopping = asyncio.ensure_future(process.terminate(self.kill_grace))
+        try:
+            return await self._follow(process)
+        finally:
+            if self._stopping is not None:
+                await self._stopping
+            await process.reap()
+
+    async def _follow(self, process: AgentProcess) -> tuple[str, str, Mapping[str, Any]]:
+        parser = self.agent.parser()
+        reader = asyncio.ensure_future(self._read(process, parser))
+        try:
+            code = await process.wait()
+            try:
+                await asyncio.wait_for(asyncio.shield(reader), STDOUT_GRACE)
+            except TimeoutError:
+                await process.reap()  # a leftover grandchild holds stdout open
+                await reader
+        except asyncio.CancelledError:
+            reader.cancel()
+            await process.terminate(self.kill_grace)
+            raise
+        kind, text, data = parser.outcome(code)
+        if kind == events.FAILED:
+            text = failure_text(text, process.stderr_text())
+        return kind, text, data
+
+    async def _read(self, process: AgentProcess, parser: Any) -> None:
+        feed, clock = parser.feed, self.clock
+        async for line in process.lines():
+            self.last_output_at = clock.monotonic()
+            try:
+                parsed = feed(line)
+            except Exception:  # a third-party parser's bug must not end the turn
+                log.exception("agent %s: parser failed on a line", self.agent.name)
+                parsed = [(events.NOTICE, "unreadable output line", {"unparsed": True})]
+            for kind, text, data in parsed:
+                if kind == events.SESSION and data.get("session_id"):
+                    self.agent_session_id = str(data["session_id"])
+                elif kind == events.TEXT:
+                    self.last_text = text
+                await self.emit(kind, text, data)

@@ -1,0 +1,238 @@
+"""Shared fixtures: the fake agent on PATH, configs in tmp dirs, an in-process app, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.api import ChatMessage, ChatRef, Notice, StreamEvent, hookimpl
+from core.app import App
+from core.bot import Bot
+from core.config import Config
+
+TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+FAKE_AGENT = TESTS / "fake_agent.py"
+CHAT = ChatRef("test", "chat-1")
+
+
+@pytest.fixture
+def agent_bin(tmp_path: Path) -> Path:
+    """A directory holding ``claude`` and ``codex`` that are the fake agent."""
+    directory = tmp_path / "bin"
+    directory.mkdir()
+    for name in ("claude", "codex"):
+        (directory / name).symlink_to(FAKE_AGENT)
+    return directory
+
+
+@pytest.fixture
+def agent_path(agent_bin: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The fake agents first on PATH for this test."""
+    monkeypatch.setenv("PATH", f"{agent_bin}{os.pathsep}{os.environ['PATH']}")
+    return agent_bin
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie waiting for an absent reaper counts as gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def gone(pid: int, within: float = 3.0) -> bool:
+    """Whether ``pid`` is gone, allowing the kernel ``within`` seconds to finish a SIGKILL."""
+    deadline = time.monotonic() + within
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+class Recorder:
+    """A plugin that keeps everything it is told and lets a test wait for a condition."""
+
+    def __init__(self) -> None:
+        self.events: list[StreamEvent] = []
+        self.notices: list[Notice] = []
+        self.other: list[tuple[str, Any]] = []
+        self._changed = asyncio.Condition()
+
+    async def _note(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    @hookimpl
+    async def on_stream_event(self, event: StreamEvent) -> None:
+        self.events.append(event)
+        await self._note()
+
+    @hookimpl
+    async def on_notice(self, notice: Notice) -> None:
+        self.notices.append(notice)
+        await self._note()
+
+    @hookimpl
+    async def on_timeout_warning(self, warning: Any) -> None:
+        self.other.append(("warning", warning))
+        await self._note()
+
+    @hookimpl
+    async def on_startup_lifecycle(self, lifecycle: Any) -> None:
+        self.other.append(("lifecycle", lifecycle))
+        await self._note()
+
+    @hookimpl
+    async def on_recover(self, recovery: Any) -> None:
+        self.other.append(("recover", recovery))
+        await self._note()
+
+    async def wait_for(self, condition: Callable[[], Any], timeout: float = 20.0) -> Any:
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(condition)
+        return condition()
+
+    def terminals(self) -> list[StreamEvent]:
+        return [event for event in self.events if event.terminal]
+
+    async def finished(self, count: int = 1, timeout: float = 20.0) -> list[StreamEvent]:
+        await self.wait_for(lambda: len(self.terminals()) >= count, timeout)
+        return self.terminals()
+
+    def text_of(self, turn_id: str) -> str:
+        return "".join(e.text for e in self.events if e.turn.id == turn_id and e.kind == "text")
+
+
+class Harness:
+    def __init__(self, app: App, bot: Bot, recorder: Recorder) -> None:
+        self.app, self.bot, self.recorder = app, bot, recorder
+
+    async def say(self, text: str, chat: ChatRef = CHAT, user: str = "u1") -> None:
+        await self.bot.handle(ChatMessage(chat, user, text))
+
+
+StartApp = Callable[..., Any]
+
+
+@pytest.fixture
+async def start_app(tmp_path: Path) -> AsyncIterator[StartApp]:
+    """``await start_app(toml_text, extra_plugin=..., ...)`` → a running Harness."""
+    apps: list[App] = []
+
+    async def start(toml: str = "", **plugins: Any) -> Harness:
+        path = tmp_path / "plugins.toml"
+        path.write_text(toml)
+        app = App(Config.load(path), tmp_path / "state")
+        recorder = Recorder()
+        app.add_plugin("recorder", recorder)
+        for name, plugin in plugins.items():
+            app.add_plugin(name, plugin)
+        apps.append(app)
+        bot = await app.start()
+        return Harness(app, bot, recorder)
+
+    yield start
+    for app in apps:
+        await app.stop()
+
+
+def agent_config(agent: str = "claude", extra: str = "") -> str:
+    """A plugins.toml using the fake agent, the console off (tests have no stdin)."""
+    return f'[plugins]\nconsole = false\n\n[agent]\ndefault = "{agent}"\n{extra}\n'
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path) -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
+    def run(*args: str, input: str | None = None, env: dict[str, str] | None = None,
+            cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "core.cli", *args], input=input, capture_output=True,
+            text=True, env={**os.environ, **(env or {})}, cwd=cwd or tmp_path, timeout=timeout,
+        )
+
+    yield run
+
+
+THIRD_PARTY_MODULES = {
+    "sample_plugin.py": '''
+from core.api import hookimpl
+
+SEEN = []
+
+
+class SamplePlugin:
+    """A well-behaved third-party plugin: remembers every event kind it sees."""
+
+    def __init__(self, context):
+        self.greeting = context.settings.string("greeting", "hi")
+
+    @hookimpl
+    def on_stream_event(self, event):
+        SEEN.append(event.kind)
+''',
+    "raising_plugin.py": '''
+from core.api import hookimpl
+
+
+class RaisingPlugin:
+    def __init__(self, context):
+        pass
+
+    @hookimpl
+    def on_stream_event(self, event):
+        raise RuntimeError("boom from a plugin")
+''',
+    "hanging_plugin.py": '''
+import asyncio
+
+from core.api import hookimpl
+
+
+class HangingPlugin:
+    def __init__(self, context):
+        pass
+
+    @hookimpl
+    async def on_stream_event(self, event):
+        await asyncio.sleep(3600)
+''',
+    "broken_plugin.py": '''
+raise ImportError("this plugin is broken on import")
+''',
+}
+
+THIRD_PARTY_ENTRY_POINTS = {
+    "sample": "sample_plugin:SamplePlugin",
+    "raising": "raising_plugin:RaisingPlugin",
+    "hanging": "hanging_plugin:HangingPlugin",
+    "broken": "broken_plugin:Plugin",
+}
+
+
+@pytest.fixture
+def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A distribution ``cadenza-sample 1.2.3`` installed for real: modules plus a dist-info
+    directory with entry points, on sys.path here and on PYTHONPATH for subprocesses."""
+    site = tmp_path / "site"
+    dist_info = site / "cadenza_sample-1.2.3.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: cadenza-sample\nVersion: 1.2.3\n")
+    lines = [f"{name} = {target}" for name, target in THIRD_PARTY_ENTRY_POINTS.items()]
+    (dist_info / "entry_points.txt").write_text("[cadenza]\n" + "\n".join(lines) + "\n")
+    for name, source in THIRD_PARTY_MODULES.items():
+        (site / name).write_text(source)
+    monkeypatch.syspath_prepend(str(site))
+    pythonpath = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": pythonpath}

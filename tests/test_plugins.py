@@ -1,0 +1,142 @@
+"""Plugin loading and isolation: built-ins and a real third-party distribution."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import agent_config
+
+from core.config import Config, ConfigError
+from core.plugins import PluginLoader, discover, new_manager
+from core.relay import HookRelay
+from core.state import Store
+
+pytestmark = pytest.mark.usefixtures("agent_path")
+
+
+def test_discovery_lists_builtins_and_third_party_without_importing(third_party) -> None:
+    found = discover()
+    assert found["console"].source == "built-in"
+    assert found["sample"].source == "cadenza-sample 1.2.3"
+    assert "sample_plugin" not in sys.modules and "broken_plugin" not in sys.modules
+
+
+def test_third_party_plugins_are_off_until_enabled(third_party, tmp_path: Path) -> None:
+    pm = new_manager()
+    loader = PluginLoader(Config.load(tmp_path / "none.toml"), pm, HookRelay(pm))
+    loader.load_all(store=Store(Path(":memory:")), clock=None, state_dir=tmp_path)
+    assert not loader.records["sample"].enabled and not loader.records["sample"].loaded
+    assert "broken_plugin" not in sys.modules  # a disabled plugin is never imported
+
+
+async def test_failing_plugins_never_stop_the_turn_or_the_others(third_party, start_app) -> None:
+    toml = agent_config("claude").replace(
+        "console = false", "console = false\nsample = true\nraising = true\nhanging = true\n"
+        "broken = true") + "[core]\nhook_timeout = 0.05\nmax_failures = 3\n"
+    h = await start_app(toml)
+    import sample_plugin
+
+    sample_plugin.SEEN.clear()
+    await h.say("say one; say two; say three")
+    (end,) = await h.recorder.finished()
+    assert end.kind == "completed"
+    kinds = [e.kind for e in h.recorder.events]
+    assert kinds == sample_plugin.SEEN
+    assert kinds == ["started", "session", "text", "text", "text", "usage", "completed"]
+    health = h.app.relay.health
+    assert "switched off after 3 failures" in health["raising"]
+    assert "RuntimeError: boom from a plugin" in health["raising"]
+    assert "took longer than 0.05 s" in health["hanging"]
+    records = h.app.loader.records
+    assert "this plugin is broken on import" in records["broken"].error
+    assert records["sample"].hooks == ["on_stream_event"]
+    # switched off for the rest of the run: the next turn calls neither
+    await h.say("say again")
+    await h.recorder.finished(2)
+    assert len(sample_plugin.SEEN) == len(h.recorder.events)
+
+
+async def test_sync_and_async_implementations_are_both_awaited(start_app) -> None:
+    from core.api import hookimpl
+
+    seen: list[str] = []
+
+    class Sync:
+        @hookimpl
+        def on_stream_event(self, event):
+            seen.append("sync:" + event.kind)
+
+    class Async:
+        @hookimpl
+        async def on_stream_event(self, event):
+            seen.append("async:" + event.kind)
+
+    h = await start_app(agent_config("claude"), sync=Sync(), async_=Async())
+    await h.say("say x")
+    await h.recorder.finished()
+    assert seen.count("sync:completed") == seen.count("async:completed") == 1
+
+
+async def test_a_plugin_with_an_unknown_hook_is_refused(start_app, tmp_path: Path) -> None:
+    from core.api import hookimpl
+
+    class Typo:
+        @hookimpl
+        def on_stream_evnt(self, event):
+            pass
+
+    with pytest.raises(ValueError, match="implements unknown hooks: on_stream_evnt"):
+        await start_app(agent_config("claude"), typo=Typo())
+
+
+def test_unknown_plugin_in_config_is_refused_with_a_suggestion(tmp_path: Path) -> None:
+    path = tmp_path / "plugins.toml"
+    path.write_text("[plugins]\nconsole = true\ntimeuot = true\n")
+    pm = new_manager()
+    loader = PluginLoader(Config.load(path), pm, HookRelay(pm))
+    with pytest.raises(ConfigError) as error:
+        loader.load_all(store=Store(Path(":memory:")), clock=None, state_dir=tmp_path)
+    assert error.value.line == 3
+    assert "[plugins] timeuot: no such plugin is installed" in str(error.value)
+
+
+def test_plugins_cli_lists_enables_and_disables(third_party, run_cli, tmp_path: Path) -> None:
+    config = tmp_path / "plugins.toml"
+    original = (
+        "# Cadenza settings\n[plugins]  # switches\nconsole = true  # the terminal\n"
+        "\n# keep this comment\n[agent]\ndefault = 'command'  # no agent CLI here\n"
+    )
+    config.write_text(original)
+    listed = run_cli("plugins", "list", "--json", "--config", str(config), env=third_party)
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["name"]: row for row in json.loads(listed.stdout)}
+    assert rows["sample"]["enabled"] is False and rows["sample"]["source"] == "cadenza-sample 1.2.3"
+    assert rows["console"]["enabled"] is True and "on_stream_event" in rows["console"]["hooks"]
+
+    enabled = run_cli("plugins", "enable", "sample", "--config", str(config), env=third_party)
+    assert enabled.returncode == 0, enabled.stderr
+    assert config.read_text() == original.replace(
+        "console = true  # the terminal\n", "console = true  # the terminal\nsample = true\n")
+    rows = {r["name"]: r for r in json.loads(run_cli(
+        "plugins", "list", "--json", "--config", str(config), env=third_party).stdout)}
+    assert rows["sample"]["enabled"] and rows["sample"]["hooks"] == ["on_stream_event"]
+    assert rows["sample"]["health"] == "ok"
+
+    run_cli("plugins", "disable", "console", "--config", str(config), env=third_party)
+    assert config.read_text() == original.replace(
+        "console = true  # the terminal\n", "console = false  # the terminal\nsample = true\n")
+
+    typo = run_cli("plugins", "enable", "sampel", "--config", str(config), env=third_party)
+    assert typo.returncode == 2 and "did you mean 'sample'" in typo.stderr
+
+    text = run_cli("plugins", "list", "--config", str(config), env=third_party)
+    assert "broken" in text.stdout and "off" in text.stdout
+
+
+def test_enable_creates_a_missing_config(run_cli, tmp_path: Path) -> None:
+    done = run_cli("plugins", "disable", "console")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "plugins.toml").read_text() == "[plugins]\nconsole = false\n"
