@@ -116,6 +116,7 @@ class Lifecycle:
     interrupted: int = 0  # interrupted turns found
     resuming: int = 0  # of which will be resumed
     notes: tuple[str, ...] = ()  # anything else the user should know (e.g. a reset database)
+    recent_chats: tuple[ChatRef, ...] = ()  # chats with turns in the last day, to announce to
 
 
 @dataclass(frozen=True, slots=True)
