@@ -79,17 +79,20 @@ class HookRelay:
                 return value
         return None
 
-    def fire(self, hook: str, **kwargs: Any) -> asyncio.Task[list[Any]]:
-        """Call the hook in the background: for callers that must not wait for plugins."""
-        task = asyncio.ensure_future(self.call(hook, **kwargs))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+    def fire(self, hook: str, **kwargs: Any) -> None:
+        """Call every implementation in the background, each in its own task: for callers
+        that must not wait for plugins, and so that one slow plugin delays no other."""
+        for impl in self.implementations(hook):
+            task = asyncio.ensure_future(self._call_one(hook, impl, kwargs))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def settle(self) -> None:
-        """Wait for hooks started with ``fire`` (each is bounded by the time limit)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+    async def settle(self, grace: float = 2.0) -> None:
+        """Give hooks started with ``fire`` up to ``grace`` seconds, then cancel the rest."""
+        if self._tasks:
+            _, late = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in late:
+                task.cancel()
 
     async def _call_one(self, hook: str, impl: _Impl, kwargs: dict[str, Any]) -> Any:
         try:

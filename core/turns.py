@@ -53,6 +53,7 @@ class TurnRunner:
         self._seq = 0
         self._stop_kind: str | None = None
         self._stop_reason = ""
+        self._stop_data: dict[str, Any] = {}
         self._process: AgentProcess | None = None
         self._stopping: asyncio.Task[None] | None = None
 
@@ -60,16 +61,28 @@ class TurnRunner:
     def elapsed(self) -> float:
         return self.clock.monotonic() - self.started_at
 
-    async def emit(self, kind: str, text: str = "", data: Mapping[str, Any] | None = None) -> None:
+    def event(
+        self, kind: str, text: str = "", data: Mapping[str, Any] | None = None
+    ) -> StreamEvent:
+        """The turn's next event, numbered; for plugins that add events to the stream."""
         event = StreamEvent(self.turn, self._seq, kind, text, data if data is not None else {})
         self._seq += 1
-        await self.relay.call("on_stream_event", event=event)
+        return event
 
-    def stop(self, kind: str = events.CANCELLED, reason: str = "") -> None:
-        """End the turn early; the first stop wins. Safe to call at any time."""
+    async def emit(self, kind: str, text: str = "", data: Mapping[str, Any] | None = None) -> None:
+        await self.relay.call("on_stream_event", event=self.event(kind, text, data))
+
+    def stop(
+        self, kind: str = events.CANCELLED, reason: str = "", data: Mapping[str, Any] | None = None
+    ) -> None:
+        """End the turn early; the first stop wins. Safe to call at any time.
+
+        ``reason`` becomes the terminal event's text and ``data`` is merged into its data.
+        """
         if self._stop_kind is not None or self.result is not None:
             return
         self._stop_kind, self._stop_reason = kind, reason
+        self._stop_data = dict(data or {})
         if self._process is not None:
             self._stopping = asyncio.ensure_future(self._process.terminate(self.kill_grace))
 
@@ -81,6 +94,7 @@ class TurnRunner:
         kind, text, data = await self._run_agent()
         if self._stop_kind is not None:
             kind, text = self._stop_kind, self._stop_reason
+            data = {**data, **self._stop_data}
         data = {**data, "elapsed": self.elapsed, "agent_session_id": self.agent_session_id}
         self.result = StreamEvent(self.turn, self._seq, kind, text, data)
         self._seq += 1

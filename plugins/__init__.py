@@ -1,0 +1,1 @@
+"""Built-in plugins: the timeout controller, the recovery journal and named sessions."""
