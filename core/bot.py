@@ -213,9 +213,10 @@ class Bot:
         await self.relay.call("on_turn_accepted", turn=turn)
         if lane.busy:
             if announce:
-                await self.notify(turn.chat, f"Queued{_in(turn.session)}: it starts when the "
-                                  f"current turn ends (position {len(lane.queue)}).",
-                                  kind="queued", turn_id=turn.id)
+                ahead = len(lane.queue) - 1 + (lane.runner is not None)
+                await self.notify(turn.chat, f"Queued{_in(turn.session)}: {ahead} turn"
+                                  f"{'s' if ahead != 1 else ''} ahead of it.",
+                                  kind="queued", turn_id=turn.id, ahead=ahead)
         else:
             lane.task = asyncio.ensure_future(self._pump(lane))
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Callable
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,15 +101,27 @@ class HookRelay:
                 value = impl.function(**kwargs)
             else:
                 value = impl.function(**{name: kwargs[name] for name in impl.argnames})
-            if inspect.isawaitable(value):
-                async with asyncio.timeout(self.timeout):
-                    value = await value
+            if value is not None and inspect.isawaitable(value):
+                value = await self._bounded(value)
         except (Exception, TimeoutError) as exc:
             self._failed(hook, impl.plugin, exc)
             return None
         if impl.plugin in self._failures:
             del self._failures[impl.plugin]
         return value
+
+    async def _bounded(self, awaitable: Awaitable[Any]) -> Any:
+        """Await with the time limit. Most async implementations finish without ever
+        suspending; they are run to completion here without paying for a timer."""
+        if not isinstance(awaitable, Coroutine):
+            async with asyncio.timeout(self.timeout):
+                return await awaitable
+        try:
+            yielded = awaitable.send(None)
+        except StopIteration as done:
+            return done.value
+        async with asyncio.timeout(self.timeout):
+            return await _resume(awaitable, yielded)
 
     def _failed(self, hook: str, plugin: str, exc: BaseException) -> None:
         if isinstance(exc, TimeoutError):
@@ -127,3 +140,22 @@ class HookRelay:
         self.health[plugin] = problem
         if self.on_health_change:
             self.on_health_change(plugin, problem)
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any, Any]:
+    """Go on driving a coroutine that was started by hand: hand what it yields to the running
+    task, and what the task sends or throws back to it (cancellation included)."""
+    while True:
+        try:
+            sent = yield yielded
+        except BaseException as exc:
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration as done:
+                return done.value

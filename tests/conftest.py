@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import subprocess
 import sys
 import time
@@ -236,3 +237,25 @@ def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, st
     monkeypatch.syspath_prepend(str(site))
     pythonpath = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
     return {"PYTHONPATH": pythonpath}
+
+
+def start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    """``cadenza ARGS`` as a real process with pipes, for tests that signal or kill it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "core.cli", *args], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def read_until(proc: subprocess.Popen[str], needle: str, timeout: float = 20) -> str:
+    """Read stdout until ``needle`` shows up; text may arrive without a newline."""
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while needle not in seen:
+        ready, _, _ = select.select([proc.stdout], [], [], max(deadline - time.monotonic(), 0))
+        assert ready, f"no {needle!r} within {timeout} s: {seen!r}"
+        chunk = os.read(proc.stdout.fileno(), 65536).decode()
+        assert chunk, f"output ended before {needle!r}: {seen!r}"
+        seen += chunk
+    return seen

@@ -3,7 +3,7 @@
 
 Called as ``claude`` (stream-json, like ``claude -p``) or ``codex`` (JSONL, like ``codex exec
 --json``) through symlinks of those names, or as ``fake_agent.py MODE ...``. The prompt is a
-script, ``;``-separated:
+script, one step per line or ``;``-separated (unknown steps after the first are skipped):
 
     say TEXT          a text block / agent message
     tick N SECS TEXT  N texts "TEXT i", SECS apart
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -146,7 +147,7 @@ def parse_args(mode: str, args: list[str]) -> tuple[str, str | None]:
 
 
 def run_script(agent: Claude | Codex | Plain, prompt: str) -> None:
-    steps = [step.strip() for step in prompt.split(";") if step.strip()]
+    steps = [step.strip() for step in re.split(r"[;\n]", prompt) if step.strip()]
     known = {"say", "tick", "sleep", "big", "tool", "garbage", "stderr", "exit", "fail",
              "grandchild", "ignore_term"}
     if not steps or steps[0].split()[0] not in known:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-import select
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, gone
+from conftest import gone, read_until, start
 
 
 @pytest.fixture
@@ -45,7 +42,7 @@ def test_bad_config_exits_2_naming_file_line_and_key(
 def test_run_on_embedded_defaults_with_a_pipe(run_cli, tmp_path: Path) -> None:
     done = run_cli("run", input="echo hello from sh\n", env={"PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("hello from sh\n✅ done")
+    assert done.stdout.startswith("▶️ Cadenza started\nhello from sh\n✅ done")
     assert "agent: command (neither claude nor codex is on PATH" in done.stderr
     assert (tmp_path / ".cadenza" / "state.db").exists()
 
@@ -54,27 +51,6 @@ def test_end_of_input_waits_for_the_running_turn(run_cli, env) -> None:
     done = run_cli("run", input="tick 3 0.2 part\n", env=env)
     assert done.returncode == 0, done.stderr
     assert "part 1\n\npart 2\n\npart 3\n✅ done" in done.stdout
-
-
-def start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "core.cli", *args], stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
-        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-    )
-
-
-def read_until(proc: subprocess.Popen[str], needle: str, timeout: float = 20) -> str:
-    """Read stdout until ``needle`` shows up; text may arrive without a newline."""
-    seen = ""
-    deadline = time.monotonic() + timeout
-    while needle not in seen:
-        ready, _, _ = select.select([proc.stdout], [], [], deadline - time.monotonic())
-        assert ready, f"no {needle!r} within {timeout} s: {seen!r}"
-        chunk = os.read(proc.stdout.fileno(), 4096).decode()
-        assert chunk, f"output ended before {needle!r}: {seen!r}"
-        seen += chunk
-    return seen
 
 
 def test_sigterm_interrupts_the_turn_and_exits_promptly(env, tmp_path: Path) -> None:
