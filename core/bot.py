@@ -122,6 +122,10 @@ class Bot:
         if found:
             await self._run_command(message, found.group(1).lower(), (found.group(2) or "").strip())
             return
+        if text.startswith("@") and "session" in self.commands:
+            # "@NAME PROMPT" is the short form of "/session NAME PROMPT"
+            await self._run_command(message, "session", text[1:])
+            return
         await self.submit(message.chat, message.text)
 
     async def _run_command(self, message: ChatMessage, name: str, args: str) -> None:

@@ -8,6 +8,7 @@ Discord are off), so ``echo prompt | cadenza run`` runs one prompt and exits.
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import threading
 from typing import TextIO
@@ -117,8 +118,8 @@ class ConsoleFrontend:
                 if label:
                     self._write(label)
             text = event.text.lstrip("\n") if not self._line_open else event.text
-            if label:
-                text = text.replace("\n", "\n" + label)
+            if label:  # label every line that has something on it
+                text = re.sub(r"\n(?=[^\n])", "\n" + label, text)
             self._write(text)
             self._line_open = not event.text.endswith("\n")
             self._shown[turn.id] = self._shown.get(turn.id, "") + event.text

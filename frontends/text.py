@@ -35,10 +35,10 @@ def first_line(text: str, limit: int = 80) -> str:
 def recovery_text(recovery: Recovery) -> str:
     label = f"[{recovery.turn.session}] " if recovery.turn.session else ""
     if recovery.action == "resume":
-        return (f"↻ {label}resuming your interrupted task (attempt {recovery.attempt}): "
+        return (f"{label}↻ resuming your interrupted task (attempt {recovery.attempt}): "
                 f"{first_line(recovery.turn.prompt)}")
     why = f" ({recovery.detail})" if recovery.detail else ""
-    return (f"⚠️ {label}your task was interrupted and will not be resumed{why}. "
+    return (f"{label}⚠️ your task was interrupted and will not be resumed{why}. "
             f"Send it again if you still want it:\n{recovery.turn.prompt}")
 
 
