@@ -137,9 +137,10 @@ class App:
         return bot
 
     async def stop(self) -> None:
-        """Interrupt running turns, let plugins close, release the store."""
-        if self.bot is not None and self.relay is not None:
-            await self.bot.shutdown()
+        """Interrupt running turns, let plugins close, release the store. Idempotent."""
+        bot, self.bot = self.bot, None
+        if bot is not None and self.relay is not None:
+            await bot.shutdown()
             await self.relay.settle()
             await self.relay.call("on_shutdown")
         if self.store is not None:

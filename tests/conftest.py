@@ -181,6 +181,14 @@ class SamplePlugin:
     @hookimpl
     def on_stream_event(self, event):
         SEEN.append(event.kind)
+
+    @hookimpl
+    def report_status(self):
+        return {"sample": {"greeting": self.greeting}}
+
+    @hookimpl
+    def doctor_checks(self):
+        return [(self.greeting != "rude", f"sample: greeting is {self.greeting}")]
 ''',
     "raising_plugin.py": '''
 from core.api import hookimpl

@@ -1,0 +1,223 @@
+"""One test per hook, through the running app: the contract each hookspec documents.
+
+``test_every_hook_has_a_test_and_a_doc_heading`` keeps this list complete.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from conftest import CHAT, ROOT, Recorder, agent_config
+
+from core import hookspecs
+from core.agents.command import CommandAgent
+from core.api import ChatMessage, hookimpl
+from core.app import App
+from core.config import Config
+
+pytestmark = pytest.mark.usefixtures("agent_path")
+
+
+def test_every_hook_has_a_test_and_a_doc_heading() -> None:
+    tests = "".join(path.read_text() for path in Path(__file__).parent.glob("test_*.py"))
+    readme = (ROOT / "README.md").read_text()
+    for name in hookspecs.HOOK_NAMES:
+        assert re.search(rf"def test_hook_{name}\b", tests), f"no test_hook_{name}"
+        assert f"#### `{name}(" in readme, f"README has no heading for {name}"
+        assert getattr(hookspecs, name).__doc__, f"{name} has no docstring"
+
+
+async def test_hook_register_agents(start_app) -> None:
+    class Echoer(CommandAgent):
+        name = "echoer"
+
+    class Registers:
+        @hookimpl
+        def register_agents(self, register):
+            register(Echoer(["echo", "echoer says: {prompt}"]))
+
+    h = await start_app(agent_config("echoer"), registers=Registers())
+    await h.say("hi")
+    (end,) = await h.recorder.finished()
+    assert h.recorder.text_of(end.turn.id) == "echoer says: hi\n"
+    assert end.turn.agent == "echoer"
+
+
+async def test_hook_register_commands(start_app) -> None:
+    class Ping:
+        @hookimpl
+        def register_commands(self, register):
+            register("ping", self.ping, help="answers pong")
+
+        async def ping(self, bot, message, args):
+            await bot.notify(message.chat, f"pong {args}")
+
+    h = await start_app(agent_config("claude"), ping=Ping())
+    await h.say("/ping  loud ")
+    await h.say("/help")
+    await h.recorder.wait_for(lambda: len(h.recorder.notices) == 2)
+    assert h.recorder.notices[0].text == "pong loud"
+    assert "/ping — answers pong" in h.recorder.notices[1].text
+
+
+class Phases:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    @hookimpl
+    def on_start(self, bot):
+        self.calls.append("start")
+
+    @hookimpl
+    async def on_ready(self, bot):
+        self.calls.append("ready")
+
+    @hookimpl
+    def on_shutdown(self):
+        self.calls.append("shutdown")
+
+
+async def test_hook_on_start(start_app) -> None:
+    phases = Phases()
+    h = await start_app(agent_config("claude"), phases=phases)
+    assert phases.calls == ["start", "ready"] and h.bot.accepting
+
+
+async def test_hook_on_ready(start_app) -> None:
+    phases = Phases()
+    h = await start_app(agent_config("claude"), phases=phases)
+    lifecycle = [kind for kind, _ in h.recorder.other if kind == "lifecycle"]
+    assert phases.calls[-1] == "ready" and lifecycle == ["lifecycle"]  # the journal's, in ready
+
+
+async def test_hook_on_shutdown(start_app) -> None:
+    phases = Phases()
+    h = await start_app(agent_config("claude"), phases=phases)
+    await h.say("sleep 30")
+    await h.recorder.wait_for(lambda: h.bot.runners)
+    await h.app.stop()
+    assert phases.calls == ["start", "ready", "shutdown"]
+    assert h.recorder.terminals()[0].kind == "interrupted"  # agents stopped before the hook
+
+
+async def test_hook_on_startup_lifecycle(start_app) -> None:
+    h = await start_app(agent_config("claude"))
+    ((_, lifecycle),) = [item for item in h.recorder.other if item[0] == "lifecycle"]
+    assert lifecycle.kind == "started" and lifecycle.interrupted == 0
+
+
+async def test_hook_on_recover(tmp_path: Path) -> None:
+    path = tmp_path / "plugins.toml"
+    path.write_text(agent_config("claude"))
+    first = App(Config.load(path), tmp_path / "state")
+    first.add_plugin("recorder", recorder := Recorder())
+    bot = await first.start()
+    await bot.submit(CHAT, "say slow; sleep 1; say done")
+    await recorder.wait_for(lambda: bot.runners)
+    await first.stop()  # shutdown interrupts it
+
+    second = App(Config.load(path), tmp_path / "state")
+    second.add_plugin("recorder", recorder := Recorder())
+    await second.start()
+    try:
+        (end,) = await recorder.finished()
+        ((_, recovery),) = [item for item in recorder.other if item[0] == "recover"]
+        assert (recovery.action, recovery.reason, recovery.attempt) == ("resume", "restarted", 2)
+        assert end.turn.id == recovery.turn.id and end.kind == "completed"
+    finally:
+        await second.stop()
+
+
+async def test_hook_on_inbound_message(start_app) -> None:
+    class Allowlist:
+        @hookimpl
+        def on_inbound_message(self, message):
+            return None if message.user_id == "alice" else "not on the list"
+
+    h = await start_app(agent_config("claude"), allowlist=Allowlist())
+    await h.bot.handle(ChatMessage(CHAT, "mallory", "say stolen"))
+    await h.bot.handle(ChatMessage(CHAT, "mallory", "/status"))
+    await h.bot.handle(ChatMessage(CHAT, "alice", "say welcome"))
+    (end,) = await h.recorder.finished()
+    assert h.recorder.text_of(end.turn.id) == "welcome"
+    assert h.recorder.notices == [] and len(h.recorder.terminals()) == 1
+
+
+class TurnHooks:
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.order: list[str] = []
+
+    @hookimpl
+    def on_turn_accepted(self, turn):
+        self.order.append(f"accepted:{turn.prompt}")
+
+    @hookimpl
+    def on_turn_start(self, turn):
+        # awaited before the spawn: nothing of this turn has been streamed yet
+        seen = [e for e in self.recorder.events if e.turn.id == turn.id]
+        self.order.append(f"start:{turn.prompt}:{len(seen)}")
+
+
+async def test_hook_on_turn_accepted(start_app) -> None:
+    h = await start_app(agent_config("claude"))
+    hooks = TurnHooks(h.recorder)
+    h.app.loader.register("turn_hooks", hooks)
+    await h.say("tick 2 0.2 a")
+    await h.say("say b")
+    await h.recorder.finished(2)
+    assert hooks.order[:2] == ["accepted:tick 2 0.2 a", "accepted:say b"]
+
+
+async def test_hook_on_turn_start(start_app) -> None:
+    h = await start_app(agent_config("claude"))
+    hooks = TurnHooks(h.recorder)
+    h.app.loader.register("turn_hooks", hooks)
+    await h.say("say a")
+    await h.recorder.finished()
+    assert hooks.order == ["accepted:say a", "start:say a:0"]
+
+
+async def test_hook_on_stream_event(start_app) -> None:
+    h = await start_app(agent_config("codex"))
+    await h.say("say one; tool echo two")
+    (end,) = await h.recorder.finished()
+    kinds = [e.kind for e in h.recorder.events]
+    assert kinds == ["started", "session", "text", "tool_use", "tool_result", "usage",
+                     "completed"]
+    assert [e.seq for e in h.recorder.events] == list(range(len(kinds)))
+    assert end is h.recorder.events[-1]
+
+
+async def test_hook_on_timeout_warning(start_app) -> None:
+    h = await start_app(agent_config("claude")
+                        + "[timeout]\nseconds = 0.6\nwarn_before = [0.3]\nkill_grace = 0.2\n"
+                        "activity_window = 0\n")
+    await h.say("sleep 30")
+    await h.recorder.finished()
+    ((_, warning),) = [item for item in h.recorder.other if item[0] == "warning"]
+    assert warning.stage == 0.3 and 0 < warning.seconds_left <= 0.3
+
+
+async def test_hook_on_notice(start_app) -> None:
+    h = await start_app(agent_config("claude"))
+    await h.say("/nope")
+    (notice,) = await h.recorder.wait_for(lambda: h.recorder.notices)
+    assert notice.chat == CHAT and notice.kind == "error"
+
+
+def test_hook_report_status(third_party, run_cli, tmp_path: Path) -> None:
+    (tmp_path / "plugins.toml").write_text("[plugins]\nsample = true\n[sample]\ngreeting = 'hey'\n")
+    run_cli("run", input="", env=third_party)
+    done = run_cli("status", "--json", env=third_party)
+    assert done.returncode == 0, done.stderr
+    assert '"sample": {\n    "greeting": "hey"\n  }' in done.stdout
+
+
+def test_hook_doctor_checks(third_party, run_cli, tmp_path: Path) -> None:
+    (tmp_path / "plugins.toml").write_text(
+        "[plugins]\nsample = true\n[sample]\ngreeting = 'rude'\n")
+    done = run_cli("doctor", env=third_party)
+    assert done.returncode == 1 and "✗ sample: greeting is rude" in done.stdout
