@@ -43,6 +43,23 @@ def test_claude_text_blocks_render_once_with_cost() -> None:
     assert data["cost_usd"] == pytest.approx(0.049648) and data["duration_ms"] > 0
 
 
+def test_claude_resumed_turn_costs_its_own_run_not_the_session() -> None:
+    # after --resume, total_cost_usd is the session's total; the turn's cost is this run's
+    events, (_, _, data) = parse("claude-resume")
+    (usage,) = [d for kind, _, d in events if kind == "usage"]
+    for reported in (usage, data):
+        assert reported["cost_usd"] == pytest.approx(0.049708)
+        assert reported["session_cost_usd"] == pytest.approx(0.099356)
+    single = parse("claude-tool")[1][2]  # no resume: both are the run's cost
+    assert single["cost_usd"] == pytest.approx(single["session_cost_usd"]) == pytest.approx(0.0992)
+
+
+def test_claude_cost_without_per_run_usage_falls_back_to_the_total() -> None:
+    parser = ClaudeParser()
+    parser.feed('{"type":"result","is_error":false,"total_cost_usd":0.5}')
+    assert parser.outcome(0)[2]["cost_usd"] == 0.5
+
+
 def test_claude_tool_use_and_result_are_compact() -> None:
     events, _ = parse("claude-tool")
     assert kinds(events) == ["session", "text", "tool_use", "tool_result", "text", "usage"]
@@ -136,3 +153,22 @@ def test_command_lines() -> None:
     assert codex.argv("-x", None) == ["codex", "-c", "a=b", "exec", "--json",
                                       "--skip-git-repo-check", "--", "-x"]
     assert codex.argv("go", "T1")[-4:] == ["resume", "T1", "--", "go"]
+
+
+def test_codex_reconnects_are_retry_notices_not_errors() -> None:
+    # Codex 0.171.0 on an HTTP 500, as printed (the message is Codex's own, not the server's)
+    busy = "We\\u2019re currently experiencing high demand, which may cause temporary errors."
+    lines = [
+        '{"type":"thread.started","thread_id":"t1"}',
+        *[f'{{"type":"error","message":"Reconnecting... {n}/5 ({busy})"}}' for n in (1, 5)],
+        f'{{"type":"error","message":"{busy}"}}',
+        f'{{"type":"turn.failed","error":{{"message":"{busy}"}}}}',
+    ]
+    parser = CodexParser()
+    events = [e for line in lines for e in parser.feed(line)]
+    assert kinds(events) == ["session", "notice", "notice", "error"]
+    assert events[1][1] == ("API error (We’re currently experiencing high demand, which may "
+                            "cause temporary errors.); retrying (1/5)")
+    assert events[2][2] == {"retry": True}
+    kind, message, _ = parser.outcome(1)
+    assert kind == "failed" and message.startswith("We’re currently experiencing high demand")

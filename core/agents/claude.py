@@ -4,6 +4,11 @@ Line kinds (see tests/fixtures/streams): ``system`` (init with the session id, a
 permission_denied, status), ``assistant`` (one content block per line: text, thinking,
 tool_use), ``user`` (tool_result), ``stream_event`` (only with --include-partial-messages,
 not used), ``result`` (cost, duration, is_error; its text repeats the last block).
+
+Cost: after ``--resume``, ``total_cost_usd`` is the whole session's so far (measured with
+2.1.332: 0.0497 for the first run, 0.0994 for the resumed one); this run's own cost is in
+``model_usage_since_last_result``. Events carry the turn's cost as ``cost_usd`` and the
+session's as ``session_cost_usd``.
 """
 
 from __future__ import annotations
@@ -102,7 +107,8 @@ class ClaudeParser:
     def _result_line(self, message: dict[str, Any]) -> list[Parsed]:
         self._result = message
         usage = {
-            "cost_usd": message.get("total_cost_usd"),
+            "cost_usd": turn_cost(message),
+            "session_cost_usd": message.get("total_cost_usd"),
             "duration_ms": message.get("duration_ms"),
             "num_turns": message.get("num_turns"),
             "usage": message.get("usage"),
@@ -115,7 +121,8 @@ class ClaudeParser:
             return exit_outcome(exit_code)
         data = {
             "exit_code": exit_code,
-            "cost_usd": result.get("total_cost_usd"),
+            "cost_usd": turn_cost(result),
+            "session_cost_usd": result.get("total_cost_usd"),
             "duration_ms": result.get("duration_ms"),
             "session_id": result.get("session_id"),
             "permission_denials": len(result.get("permission_denials") or ()),
@@ -124,6 +131,18 @@ class ClaudeParser:
             message = str(result.get("result") or f"the agent exited with code {exit_code}")
             return events.FAILED, message, data
         return events.COMPLETED, "", data
+
+
+def turn_cost(result: Mapping[str, Any]) -> Any:
+    """What this run cost: ``model_usage_since_last_result`` summed over models, else
+    ``total_cost_usd`` (the same number for a run that did not resume a session)."""
+    since = result.get("model_usage_since_last_result")
+    if isinstance(since, Mapping) and since:
+        costs = [model.get("costUSD") if isinstance(model, Mapping) else None
+                 for model in since.values()]
+        if all(isinstance(cost, int | float) and not isinstance(cost, bool) for cost in costs):
+            return sum(costs)
+    return result.get("total_cost_usd")
 
 
 def _result_text(content: Any) -> str:

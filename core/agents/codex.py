@@ -5,11 +5,16 @@
 ``turn.started``, ``item.started`` / ``item.updated`` / ``item.completed`` (agent_message,
 reasoning, command_execution, file_change, mcp_tool_call, web_search, todo_list, error),
 ``error``, ``turn.completed`` (usage), ``turn.failed``.
+
+On a 5xx or a dropped stream Codex 0.171.0 retries five times, reporting each attempt as an
+``error`` line "Reconnecting... 1/5 (MESSAGE)" before the real ``error`` and ``turn.failed``:
+those become retry notices, not errors.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from core import events
@@ -56,8 +61,15 @@ class CodexParser:
         if kind == "item.completed":
             return self._item_completed(message["item"])
         if kind == "error":
-            self._last_error = error_message(message.get("message"))
-            return [(events.ERROR, self._last_error, NO_DATA)]
+            text = error_message(message.get("message"))
+            retry = _RECONNECTING.match(text)
+            if retry:
+                attempt, most, why = retry.groups()
+                why = compact(why or "connection lost")
+                return [(events.NOTICE, f"API error ({why}); retrying ({attempt}/{most})",
+                         {"retry": True})]
+            self._last_error = text
+            return [(events.ERROR, text, NO_DATA)]
         if kind == "turn.completed":
             self._usage = message.get("usage")
             return [(events.USAGE, "", {"usage": self._usage})]
@@ -109,6 +121,9 @@ class CodexParser:
             return events.FAILED, self._failure, {"exit_code": exit_code, "usage": self._usage}
         kind, text, data = exit_outcome(exit_code, self._last_error if exit_code else "")
         return kind, text, {**data, "usage": self._usage}
+
+
+_RECONNECTING = re.compile(r"Reconnecting\.\.\.\s*(\d+)/(\d+)\s*(?:\((.*)\))?\s*$", re.S)
 
 
 def error_message(raw: Any) -> str:
