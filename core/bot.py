@@ -24,6 +24,7 @@ from core.agents.summary import compact
 from core.clock import Clock
 from core.events import FOREGROUND, ChatMessage, ChatRef, Notice, StreamEvent, Turn
 from core.formatting import duration, footer
+from core.process import stop_marked
 from core.relay import HookRelay
 from core.turns import TurnRunner
 
@@ -263,6 +264,11 @@ class Bot:
             return False
         runner.stop(kind, reason)
         return True
+
+    async def stop_strays(self, turn_ids: list[str]) -> int:
+        """Stop agent processes that earlier runs of these turns left behind (a crashed
+        Cadenza cannot stop its agents): SIGTERM, SIGKILL after ``kill_grace``."""
+        return await stop_marked(turn_ids, self.kill_grace, self.clock.sleep)
 
     async def notify(self, chat: ChatRef, text: str, kind: str = "info", **data: Any) -> None:
         await self.relay.call("on_notice", notice=Notice(chat, text, kind, data))

@@ -2,18 +2,26 @@
 
 The real Codex CLI waits for its stdin to close, and npm's ``codex`` is a launcher whose child
 does the work: so every agent gets ``/dev/null`` as stdin and its whole group is signalled.
+Some tools leave the group (Claude's Bash tool starts its own session), so every agent also
+carries ``CADENZA_TURN=<turn id>`` in its environment, which its descendants inherit: stopping
+a turn signals the marked processes too, and after a crash the journal finds and stops what
+the dead run left behind. On Linux the agent also gets SIGTERM if Cadenza dies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
+import sys
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+MARKER = "CADENZA_TURN"
 CHUNK = 1 << 16
 MAX_LINE = 64 << 20  # a longer line is cut here rather than held in memory without bound
 STDERR_LINES = 40
@@ -26,38 +34,42 @@ class AgentProcess:
         self.proc = proc
         self.pgid = proc.pid  # start_new_session makes the child its own group leader
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_LINES)
+        self.marker = ""
         self._stderr_task = asyncio.ensure_future(self._drain_stderr())
 
     @classmethod
     async def spawn(
-        cls, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = None
+        cls, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], marker: str
     ) -> AgentProcess:
         """Start ``argv``; raises FileNotFoundError / PermissionError when it cannot run."""
-        full_env = {**os.environ, **env} if env else None
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=cwd,
-            env=full_env,
+            env={**os.environ, **env, MARKER: marker},
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
-        return cls(proc)
+        process = cls(proc)
+        process.marker = marker
+        return process
 
     async def lines(self) -> AsyncIterator[str]:
         """stdout, line by line, decoded leniently; ends at EOF."""
         assert self.proc.stdout is not None
         read = self.proc.stdout.read
-        pending = b""
+        pending = bytearray()  # grows in place: a huge line costs no quadratic copying
         while chunk := await read(CHUNK):
             pending += chunk
             if b"\n" not in chunk:
                 if len(pending) > MAX_LINE:
                     yield pending.decode("utf-8", "replace")
-                    pending = b""
+                    pending.clear()
                 continue
-            *complete, pending = pending.split(b"\n")
+            *complete, rest = pending.split(b"\n")
+            pending = rest
             for raw in complete:
                 yield raw.decode("utf-8", "replace").rstrip("\r")
         if pending:
@@ -88,10 +100,79 @@ class AgentProcess:
         return True
 
     async def terminate(self, grace: float) -> None:
-        """SIGTERM to the group, SIGKILL after ``grace`` seconds if anything is left."""
-        if not self._signal(signal.SIGTERM):
-            return
+        """SIGTERM to the group and the marked processes, SIGKILL after ``grace`` seconds to
+        whatever is left of them."""
+        self._signal(signal.SIGTERM)
+        strays = signal_marked([self.marker], signal.SIGTERM)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.proc.wait()), grace)
         # The leader may be gone while a grandchild that ignores SIGTERM still runs.
         self._signal(signal.SIGKILL)
+        if strays:
+            signal_marked([self.marker], signal.SIGKILL)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGTERM when Cadenza dies (even by kill -9)."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PR_SET_PDEATHSIG = 1
+_prctl = _load_prctl()
+
+
+def marked_processes(markers: Iterable[str]) -> list[int]:
+    """Pids of this user's processes whose environment carries one of the turn markers."""
+    wanted = [f"{MARKER}={marker}".encode() for marker in markers if marker]
+    if not wanted:
+        return []
+    own = os.getpid()
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == own:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                variables = handle.read().split(b"\0")
+        except OSError:  # gone, or not ours
+            continue
+        if any(item in variables for item in wanted):
+            found.append(int(entry))
+    return found
+
+
+def signal_marked(markers: Iterable[str], sig: signal.Signals) -> list[int]:
+    """Send ``sig`` to every marked process; the pids that were signalled."""
+    signalled = []
+    for pid in marked_processes(markers):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+            signalled.append(pid)
+    return signalled
+
+
+async def stop_marked(markers: Iterable[str], grace: float, sleep: Callable[[float], Any]) -> int:
+    """SIGTERM the marked processes, then SIGKILL the ones still there after ``grace``."""
+    markers = list(markers)
+    signalled = signal_marked(markers, signal.SIGTERM)
+    waited = 0.0
+    while signalled and waited < grace and marked_processes(markers):
+        await sleep(0.05)
+        waited += 0.05
+    if signalled:
+        signal_marked(markers, signal.SIGKILL)
+    return len(signalled)

@@ -47,7 +47,7 @@ class TurnRunner:
         self.kill_grace = kill_grace
         self.started_at = clock.monotonic()
         self.last_output_at = self.started_at  # read by the timeout controller
-        self.last_text = ""  # the latest text chunk, for "last output seen" messages
+        self.last_output = ""  # the latest thing the agent said or did, for timeout messages
         self.agent_session_id: str | None = turn.resume_id
         self.result: StreamEvent | None = None
         self._seq = 0
@@ -107,7 +107,7 @@ class TurnRunner:
         argv = self.agent.argv(self.turn.prompt, self.turn.resume_id)
         try:
             self._process = process = await AgentProcess.spawn(
-                argv, cwd=self.workdir, env=self.agent.env()
+                argv, cwd=self.workdir, env=self.agent.env(), marker=self.turn.id
             )
         except FileNotFoundError:
             missing = argv[0] if self.workdir.is_dir() else f"working directory {self.workdir}"
@@ -141,7 +141,7 @@ class TurnRunner:
             await process.terminate(self.kill_grace)
             raise
         kind, text, data = parser.outcome(code)
-        if kind == events.FAILED:
+        if kind == events.FAILED and not data.get("reported"):
             text = failure_text(text, process.stderr_text())
         return kind, text, data
 
@@ -157,6 +157,6 @@ class TurnRunner:
             for kind, text, data in parsed:
                 if kind == events.SESSION and data.get("session_id"):
                     self.agent_session_id = str(data["session_id"])
-                elif kind == events.TEXT:
-                    self.last_text = text
+                elif text and kind != events.THINKING:
+                    self.last_output = text
                 await self.emit(kind, text, data)

@@ -123,9 +123,6 @@ class ConsoleFrontend:
             self._write(text)
             self._line_open = not event.text.endswith("\n")
             self._shown[turn.id] = self._shown.get(turn.id, "") + event.text
-        elif kind == api.STARTED:
-            if turn.attempt > 1:
-                self._say(f"{label}↻ attempt {turn.attempt}")
         elif kind == api.TOOL_USE:
             self._say(f"{label}⚙ {event.text}")
         elif kind == api.TOOL_RESULT:
@@ -133,6 +130,7 @@ class ConsoleFrontend:
             self._say(f"{label}  {mark} {event.text}")
         elif kind in (api.NOTICE, api.ERROR):
             self._say(f"{label}! {event.text}")
+            self._shown[turn.id] = self._shown.get(turn.id, "") + event.text
         elif kind.startswith("timeout_"):
             if event.text:
                 self._say(f"{label}{event.text}")

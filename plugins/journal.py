@@ -132,6 +132,11 @@ class RecoveryJournal:
         )
         self.log.info("lifecycle: %s; %d interrupted turn(s), %d to resume",
                       kind, len(plan), len(resuming))
+        if plan and kind == "crashed":
+            # the dead run's agents may still be running (and holding their conversation)
+            stopped = await bot.stop_strays([turn.id for _, turn, _ in plan])
+            if stopped:
+                self.log.warning("stopped %d agent process(es) left by the crashed run", stopped)
         await self.hooks.call("on_startup_lifecycle", lifecycle=lifecycle)
         for action, turn, detail in plan:
             recovery = Recovery(turn=turn, attempt=turn.attempt, reason=kind, action=action,

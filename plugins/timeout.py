@@ -197,7 +197,8 @@ class TimeoutController:
         runner = self._runner(entry.turn_id)
         if runner is None:
             return
-        last = runner.last_text.strip().splitlines()[-1:] if runner.last_text.strip() else []
+        output = runner.last_output.strip()
+        last = output.splitlines()[-1:] if output else []
         seen = f" Last output: “{last[0][:200]}”." if last else " It printed nothing."
         extensions = f" and {entry.extensions} extension(s)" if entry.extensions else ""
         reason = (f"The turn ran {duration(now - entry.started)}, its limit{extensions}.{seen} "

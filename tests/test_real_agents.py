@@ -468,10 +468,7 @@ def test_stop_leaves_no_process_of_the_agents_tree(rig: Rig) -> None:
 
 
 @pytest.mark.parametrize("rig", [
-    pytest.param("claude", marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-        "Claude's Bash tool runs in a session of its own, which only Claude itself cleans up on "
-        "SIGTERM; a SIGKILL before it did (kill_grace = 0 here, or a stuck agent) leaves the "
-        "tool's shell running. core/process.py must also signal the leader's descendants."))),
+    "claude",
     "codex",
 ], indirect=True)
 def test_a_kill_without_grace_leaves_no_process_of_the_agents_tree(rig: Rig) -> None:
@@ -539,15 +536,8 @@ def crash_mid_turn_and_restart(rig: Rig) -> Crash:
     return Crash(session_of(request, rig.agent), orphans, second, second.out[after:])
 
 
-_CODEX_THREAD_LOCKED = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "the crashed run's Codex is still running and holds the thread: the resume fails with "
-    "'thread-store conflict: thread ... already has an active writer'. The crashed run's agent "
-    "processes must be stopped before resuming (see the next test)."))
-
-
 @needs_plugin("journal")
-@pytest.mark.parametrize("rig", ["claude", pytest.param("codex", marks=_CODEX_THREAD_LOCKED)],
-                         indirect=True)
+@pytest.mark.parametrize("rig", ["claude", "codex"], indirect=True)
 def test_a_crash_mid_turn_resumes_the_same_conversation(rig: Rig) -> None:
     crash = crash_mid_turn_and_restart(rig)
     second = crash.restarted
@@ -566,9 +556,6 @@ def test_a_crash_mid_turn_resumes_the_same_conversation(rig: Rig) -> None:
 
 
 @needs_plugin("journal")
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "kill -9 cannot take the agent along (it runs in its own session), and nothing stops it "
-    "at the next start: it goes on working and spending unsupervised, beside the resumed turn"))
 def test_a_restart_after_a_crash_stops_the_crashed_runs_agent(rig: Rig) -> None:
     crash = crash_mid_turn_and_restart(rig)
     try:

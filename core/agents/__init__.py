@@ -25,7 +25,11 @@ class Parser(Protocol):
         """Events for one line of the agent's stdout (without its newline). Never raises."""
 
     def outcome(self, exit_code: int) -> Parsed:
-        """The turn's terminal event once the agent exited: ``completed`` or ``failed``."""
+        """The turn's terminal event once the agent exited: ``completed`` or ``failed``.
+
+        A failure the agent described itself carries ``"reported": True`` in its data; other
+        failures get the tail of the agent's stderr appended.
+        """
 
 
 class Agent(Protocol):

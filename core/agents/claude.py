@@ -129,7 +129,7 @@ class ClaudeParser:
         }
         if result.get("is_error") or exit_code != 0:
             message = str(result.get("result") or f"the agent exited with code {exit_code}")
-            return events.FAILED, message, data
+            return events.FAILED, message, {**data, "reported": True}
         return events.COMPLETED, "", data
 
 

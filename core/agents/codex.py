@@ -118,7 +118,8 @@ class CodexParser:
 
     def outcome(self, exit_code: int) -> Parsed:
         if self._failure is not None:
-            return events.FAILED, self._failure, {"exit_code": exit_code, "usage": self._usage}
+            return events.FAILED, self._failure, {"exit_code": exit_code, "usage": self._usage,
+                                                  "reported": True}
         kind, text, data = exit_outcome(exit_code, self._last_error if exit_code else "")
         return kind, text, {**data, "usage": self._usage}
 
