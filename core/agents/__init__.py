@@ -7,12 +7,14 @@ one ``Parser`` per turn that turns output lines into stream events. Built in: ``
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from core import events
+from core.agents.summary import compact
 from core.config import Config, Settings
 
 # What a parser yields: (kind, text, data); the runner adds the turn and sequence number.
@@ -76,6 +78,27 @@ class CliAgent:
 
     def supports_resume(self) -> bool:
         return True
+
+
+class JsonLinesParser:
+    """Base of the parsers for agents that print one JSON object per line: a line that is not
+    a JSON object becomes a notice, and a line of an unexpected shape never raises."""
+
+    def feed(self, line: str) -> list[Parsed]:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict):
+            return [(events.NOTICE, compact(line), {"unparsed": True})] if line.strip() else []
+        try:
+            return self.dispatch(message)
+        except (AttributeError, TypeError, KeyError, ValueError):
+            return [(events.NOTICE, f"unreadable {message.get('type')} line", {"unparsed": True})]
+
+    def dispatch(self, message: dict[str, Any]) -> list[Parsed]:
+        """Events for one decoded line."""
+        raise NotImplementedError
 
 
 def failure_text(message: str, stderr_tail: str) -> str:

@@ -13,12 +13,11 @@ session's as ``session_cost_usd``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from core import events
-from core.agents import NO_DATA, CliAgent, Parsed, exit_outcome
+from core.agents import NO_DATA, CliAgent, JsonLinesParser, Parsed, exit_outcome
 from core.agents.summary import compact, tool_summary
 
 
@@ -32,27 +31,16 @@ class ClaudeAgent(CliAgent):
         return ClaudeParser()
 
 
-class ClaudeParser:
+class ClaudeParser(JsonLinesParser):
     def __init__(self) -> None:
         self._texts = 0
         self._tools: dict[str, str] = {}  # tool_use id → tool name
         self._denied: set[str] = set()
         self._result: Mapping[str, Any] | None = None
 
-    def feed(self, line: str) -> list[Parsed]:
-        try:
-            message = json.loads(line)
-        except ValueError:
-            message = None
-        if not isinstance(message, dict):
-            return [(events.NOTICE, compact(line), {"unparsed": True})] if line.strip() else []
+    def dispatch(self, message: dict[str, Any]) -> list[Parsed]:
         handler = _HANDLERS.get(message.get("type"))
-        if handler is None:
-            return []
-        try:
-            return handler(self, message)
-        except (AttributeError, TypeError, KeyError, ValueError):
-            return [(events.NOTICE, f"unreadable {message.get('type')} line", {"unparsed": True})]
+        return handler(self, message) if handler is not None else []
 
     def _system(self, message: dict[str, Any]) -> list[Parsed]:
         subtype = message.get("subtype")

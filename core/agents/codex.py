@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from core import events
-from core.agents import NO_DATA, CliAgent, Parsed, exit_outcome
+from core.agents import NO_DATA, CliAgent, JsonLinesParser, Parsed, exit_outcome
 from core.agents.summary import compact, tool_summary
 
 
@@ -33,26 +33,14 @@ class CodexAgent(CliAgent):
         return CodexParser()
 
 
-class CodexParser:
+class CodexParser(JsonLinesParser):
     def __init__(self) -> None:
         self._texts = 0
         self._failure: str | None = None
         self._last_error = ""
         self._usage: Any = None
 
-    def feed(self, line: str) -> list[Parsed]:
-        try:
-            message = json.loads(line)
-        except ValueError:
-            message = None
-        if not isinstance(message, dict):
-            return [(events.NOTICE, compact(line), {"unparsed": True})] if line.strip() else []
-        try:
-            return self._dispatch(message)
-        except (AttributeError, TypeError, KeyError, ValueError):
-            return [(events.NOTICE, f"unreadable {message.get('type')} line", {"unparsed": True})]
-
-    def _dispatch(self, message: dict[str, Any]) -> list[Parsed]:
+    def dispatch(self, message: dict[str, Any]) -> list[Parsed]:
         kind = message.get("type")
         if kind == "thread.started":
             return [(events.SESSION, "", {"session_id": message.get("thread_id")})]
