@@ -26,6 +26,7 @@ from core.state import StateError, Store
 log = logging.getLogger("cadenza")
 
 LOCK_NAME = "cadenza.lock"
+CHECKPOINT_EVERY = 30.0  # seconds between WAL checkpoints, run in a worker thread
 HEALTH_STEPS = ["CREATE TABLE plugin_health (name TEXT PRIMARY KEY, problem TEXT, at REAL)"]
 
 
@@ -101,6 +102,7 @@ class App:
         self.relay: HookRelay | None = None
         self.loader: PluginLoader | None = None
         self.bot: Bot | None = None
+        self._maintenance: asyncio.Task[None] | None = None
 
     def add_plugin(self, name: str, plugin: object) -> None:
         self.extra_plugins[name] = plugin
@@ -134,11 +136,19 @@ class App:
         await relay.call("register_commands", register=bot.add_command)
         await relay.call("on_start", bot=bot)
         await relay.call("on_ready", bot=bot)
+        self._maintenance = asyncio.ensure_future(self._checkpoints(store))
         return bot
+
+    async def _checkpoints(self, store: Store) -> None:
+        while True:
+            await self.clock.sleep(CHECKPOINT_EVERY)
+            await asyncio.to_thread(store.checkpoint)
 
     async def stop(self) -> None:
         """Interrupt running turns, let plugins close, release the store. Idempotent."""
         bot, self.bot = self.bot, None
+        if self._maintenance is not None:
+            self._maintenance.cancel()
         if bot is not None and self.relay is not None:
             await bot.shutdown()
             await self.relay.settle()

@@ -89,7 +89,20 @@ def cmd_run(args: argparse.Namespace, config_path: Path, state_dir: Path) -> int
     if not config.exists:
         logging.getLogger("cadenza").info(
             "no %s: running on the embedded defaults", config_path)
+    use_pidfd_child_watcher()
     return asyncio.run(App(config, state_dir).run())
+
+
+def use_pidfd_child_watcher() -> None:
+    """Python 3.11 watches each agent subprocess with a thread of its own; a pidfd watcher
+    needs none (3.12 picks it by itself)."""
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:  # an old kernel, or a sandbox that forbids it
+        return
+    asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
 
 
 # --- plugins ---------------------------------------------------------------------

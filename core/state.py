@@ -6,6 +6,7 @@ Writes happen at turn boundaries and checkpoints, never per text delta. WAL with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
@@ -67,6 +68,9 @@ class Store:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
+        # Checkpoints copy the WAL into the database and fsync: slow on a busy disk, so they
+        # run from a thread (``checkpoint``), never on the event loop inside a hook.
+        db.execute("PRAGMA wal_autocheckpoint=0")
         row = db.execute("PRAGMA quick_check").fetchone()
         if row[0] != "ok":
             db.close()
@@ -124,5 +128,18 @@ class Store:
             ).fetchone()
         )
 
+    def checkpoint(self, mode: str = "PASSIVE") -> None:
+        """Move the WAL's content into the database, from a connection of its own, so that it
+        can run in a worker thread while the event loop goes on writing."""
+        db = sqlite3.connect(self.path, timeout=5)
+        try:
+            db.execute(f"PRAGMA wal_checkpoint({mode})")
+        except sqlite3.OperationalError as exc:  # busy: the next round catches up
+            log.debug("checkpoint skipped: %s", exc)
+        finally:
+            db.close()
+
     def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.db.close()

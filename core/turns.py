@@ -46,7 +46,8 @@ class TurnRunner:
         self.workdir = workdir
         self.kill_grace = kill_grace
         self.started_at = clock.monotonic()
-        self.last_output_at = self.started_at  # read by the timeout controller
+        # when the agent last printed anything, for the timeout controller; never yet
+        self.last_output_at = float("-inf")
         self.last_output = ""  # the latest thing the agent said or did, for timeout messages
         self.agent_session_id: str | None = turn.resume_id
         self.result: StreamEvent | None = None

@@ -90,7 +90,9 @@ _REASONS = {"crashed": "Cadenza crashed", "restarted": "Cadenza restarted",
 class RecoveryJournal:
     def __init__(self, context: PluginContext) -> None:
         settings = context.settings
-        settings.reject_unknown(["max_attempts", "max_age", "boot_id_file", "heartbeat"])
+        settings.reject_unknown(
+            ["max_attempts", "max_age", "boot_id_file", "heartbeat", "keep_days"])
+        self.keep = settings.number("keep_days", 30, minimum=0) * 86400
         self.max_attempts = int(settings.number("max_attempts", 2, minimum=0))
         self.max_age = settings.number("max_age", 3600, minimum=0)
         self.boot_id_file = settings.string("boot_id_file", BOOT_ID_FILE)
@@ -101,6 +103,7 @@ class RecoveryJournal:
         self.log = context.log
         self.store.migrate("journal", MIGRATIONS)
         self.run_id: int | None = None
+        self._recovering: set[str] = set()
         self._heartbeat_task: asyncio.Task[None] | None = None
 
     # --- startup ------------------------------------------------------------------
@@ -117,6 +120,10 @@ class RecoveryJournal:
         with self.store.transaction() as db:
             # A run that never recorded its end was cut short: close its record now.
             db.execute("UPDATE journal_runs SET ended_at = heartbeat_at WHERE ended_at IS NULL")
+            # Finished turns and runs older than keep_days go: the journal must not grow forever.
+            db.execute("DELETE FROM journal_turns WHERE ended_at < ? AND state NOT IN "
+                       "('queued', 'running', 'interrupted')", (now - self.keep,))
+            db.execute("DELETE FROM journal_runs WHERE ended_at < ?", (now - self.keep,))
             cursor = db.execute(
                 "INSERT INTO journal_runs (boot_id, pid, started_at, heartbeat_at, lifecycle) "
                 "VALUES (?, ?, ?, ?, ?)", (boot_id, os.getpid(), now, now, kind))
@@ -159,8 +166,9 @@ class RecoveryJournal:
         return "restarted" if previous["clean"] else "crashed"
 
     def _plan_recovery(self, now: float, kind: str) -> list[tuple[str, Turn, str]]:
-        """Decide each open turn's fate and write it down before acting on it, so a crash
-        during recovery counts as an attempt: no replay loop."""
+        """Decide each open turn's fate. A row's ``attempt`` is the last attempt that started
+        (written before its spawn, so a turn that crashes Cadenza again and again runs out of
+        attempts: no replay loop); a turn that never started keeps its attempt number."""
         rows = self.store.query(
             "SELECT * FROM journal_turns WHERE state IN (?, ?, ?) ORDER BY created_at, rowid",
             OPEN_STATES)
@@ -173,20 +181,22 @@ class RecoveryJournal:
                 resume_id=row["agent_session_id"], created_at=row["created_at"],
             )
             age = now - row["created_at"]
-            if row["attempt"] > self.max_attempts:
+            attempt = row["attempt"] + (1 if row["started_at"] is not None else 0)
+            if attempt > self.max_attempts + 1:
                 detail = f"it was interrupted {row['attempt']} times"
                 plan.append(("abandon", turn, detail))
             elif age > self.max_age:
                 plan.append(("abandon", turn, f"it is {round(age / 60)} min old"))
             else:
                 resumed = replace(
-                    turn, attempt=row["attempt"] + 1,
+                    turn, attempt=attempt,
                     prompt=resume_prompt(row["prompt"], reason, bool(row["agent_session_id"])))
                 plan.append(("resume", resumed, ""))
         self.store.executemany(
-            "UPDATE journal_turns SET state = ?, attempt = ?, run_id = ? WHERE id = ?",
-            [("queued" if action == "resume" else "abandoned", turn.attempt, self.run_id,
-              turn.id) for action, turn, _ in plan])
+            "UPDATE journal_turns SET state = ?, run_id = ? WHERE id = ?",
+            [("queued" if action == "resume" else "abandoned", self.run_id, turn.id)
+             for action, turn, _ in plan])
+        self._recovering = {turn.id for action, turn, _ in plan if action == "resume"}
         return plan
 
     def _recent_chats(self, now: float) -> tuple[ChatRef, ...]:
@@ -215,6 +225,9 @@ class RecoveryJournal:
 
     @hookimpl
     def on_turn_accepted(self, turn: Turn) -> None:
+        if turn.id in self._recovering:
+            self._recovering.discard(turn.id)  # already written by the recovery plan
+            return
         self.store.execute(
             "INSERT INTO journal_turns (id, chat, session, prompt, agent, agent_session_id, "
             "attempt, state, created_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?) "

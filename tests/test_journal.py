@@ -115,7 +115,7 @@ def test_max_attempts_stops_a_replay_loop(setup: dict) -> None:
     first.kill()
     first.wait()
     second = start(["run"], setup["env"], setup["cwd"])
-    read_until(second, "crashing again")  # attempt 2 runs, and crashes too
+    read_until(second, "\ncrashing again")  # attempt 2 runs (the agent said so), and crashes
     second.kill()
     second.wait()
     third = start(["run"], setup["env"], setup["cwd"])
