@@ -102,14 +102,19 @@ class AgentProcess:
     async def terminate(self, grace: float) -> None:
         """SIGTERM to the group and the marked processes, SIGKILL after ``grace`` seconds to
         whatever is left of them."""
+        # Descendants that left the group (a tool in a session of its own) are signalled by
+        # pid; reading a few /proc files per stop, not scanning every process.
+        strays = [pid for pid in descendants(self.proc.pid) if _group_of(pid) != self.pgid]
         self._signal(signal.SIGTERM)
-        strays = signal_marked([self.marker], signal.SIGTERM)
+        for pid in strays:
+            _kill(pid, signal.SIGTERM)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.proc.wait()), grace)
         # The leader may be gone while a grandchild that ignores SIGTERM still runs.
         self._signal(signal.SIGKILL)
-        if strays:
-            signal_marked([self.marker], signal.SIGKILL)
+        for pid in strays:
+            if _carries(pid, self.marker):  # still ours, not a reused pid
+                _kill(pid, signal.SIGKILL)
 
 
 def _die_with_parent() -> None:
@@ -129,6 +134,47 @@ def _load_prctl() -> Callable[..., int] | None:
 
 _PR_SET_PDEATHSIG = 1
 _prctl = _load_prctl()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every living descendant of ``pid``, from /proc's children lists (Linux)."""
+    found: list[int] = []
+    parents = [pid]
+    while parents:
+        parent = parents.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as handle:
+                    children = [int(child) for child in handle.read().split()]
+            except (OSError, ValueError):
+                continue
+            found.extend(children)
+            parents.extend(children)
+    return found
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def _kill(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def _carries(pid: int, marker: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            return f"{MARKER}={marker}".encode() in handle.read().split(b"\0")
+    except OSError:
+        return False
 
 
 def marked_processes(markers: Iterable[str]) -> list[int]:
@@ -157,12 +203,10 @@ def marked_processes(markers: Iterable[str]) -> list[int]:
 
 def signal_marked(markers: Iterable[str], sig: signal.Signals) -> list[int]:
     """Send ``sig`` to every marked process; the pids that were signalled."""
-    signalled = []
-    for pid in marked_processes(markers):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
-            signalled.append(pid)
-    return signalled
+    pids = marked_processes(markers)
+    for pid in pids:
+        _kill(pid, sig)
+    return pids
 
 
 async def stop_marked(markers: Iterable[str], grace: float, sleep: Callable[[float], Any]) -> int:
