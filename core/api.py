@@ -7,6 +7,7 @@ after the hooks in ``core.hookspecs``; it is installed through the ``cadenza`` e
 
 from core.agents import Agent, CliAgent, Parsed, Parser
 from core.bot import Bot
+from core.clock import Clock
 from core.config import ConfigError, Settings
 from core.events import (
     CANCELLED,
@@ -37,6 +38,7 @@ from core.events import (
 from core.formatting import duration, footer
 from core.hookspecs import hookimpl
 from core.plugins import PluginContext
+from core.state import Store
 
 CADENZA_PLUGIN_API_VERSION = 1
 
@@ -63,6 +65,7 @@ __all__ = [
     "ChatMessage",
     "ChatRef",
     "CliAgent",
+    "Clock",
     "ConfigError",
     "Lifecycle",
     "Notice",
@@ -71,6 +74,7 @@ __all__ = [
     "PluginContext",
     "Recovery",
     "Settings",
+    "Store",
     "StreamEvent",
     "TimeoutWarning",
     "Turn",

@@ -114,7 +114,7 @@ def load_plugins(config: Config, store: Store) -> tuple[PluginLoader, HookRelay]
     pm = new_manager()
     relay = HookRelay(pm, timeout=settings.hook_timeout, max_failures=settings.max_failures)
     loader = PluginLoader(config, pm, relay)
-    loader.load_all(store=store, clock=SystemClock(), state_dir=store.path.parent)
+    loader.load_all(store=store, clock=SystemClock(), state_dir=store.path.parent, strict=False)
     return loader, relay
 
 
@@ -240,15 +240,19 @@ def cmd_doctor(args: argparse.Namespace, config_path: Path, state_dir: Path) -> 
                    else f"no {config_path}: the embedded defaults apply"))
     store = Store(Path(":memory:"))
     loader, relay = load_plugins(config, store)
+    bad_config = False
     for record in loader.records.values():
         if record.error:
             checks.append((False, f"plugin {record.name}: {record.error}"))
+            bad_config = bad_config or record.config_error
     for found in asyncio.run(relay.call("doctor_checks")):
         checks.extend(found)
     checks.extend(agent_checks(config))
     checks.append(state_dir_check(state_dir))
     for ok, message in checks:
         print(("✓ " if ok else "✗ ") + message)
+    if bad_config:
+        return EXIT_USAGE
     return EXIT_OK if all(ok for ok, _ in checks) else EXIT_ERROR
 
 

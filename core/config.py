@@ -82,7 +82,9 @@ class Config:
 
     def error(self, table: str, key: str | None, message: str) -> ConfigError:
         name = f"[{table}] {key}" if key else f"[{table}]"
-        return ConfigError(f"{name}: {message}", path=self.path, line=self.line_of(table, key))
+        # a key missing from the file is pointed at through its table's header
+        line = self.line_of(table, key) or self.line_of(table)
+        return ConfigError(f"{name}: {message}", path=self.path, line=line)
 
     def settings(self, table: str) -> Settings:
         """The typed view of one table (``"agent.claude"`` for nested ones)."""

@@ -55,6 +55,7 @@ class PluginRecord:
     loaded: bool = False
     hooks: list[str] = field(default_factory=list)
     error: str | None = None
+    config_error: bool = False
 
     @property
     def health(self) -> str:
@@ -127,7 +128,12 @@ class PluginLoader:
         self.records: dict[str, PluginRecord] = {}
         self.instances: dict[str, Any] = {}
 
-    def load_all(self, *, store: Store, clock: Clock, state_dir: Path) -> None:
+    def load_all(
+        self, *, store: Store, clock: Clock, state_dir: Path, strict: bool = True
+    ) -> None:
+        """Load every enabled plugin. ``strict``: a plugin refusing its settings stops
+        everything (``cadenza run``); otherwise it becomes the plugin's error, so the
+        inspection commands can show all problems at once."""
         found = discover()
         enabled = switches(self.config, found)
         for name, item in found.items():
@@ -144,16 +150,22 @@ class PluginLoader:
                     log=logging.getLogger(f"cadenza.plugin.{name}"),
                     state_dir=state_dir,
                 )
-                self._load(record, item.entry_point, context)
+                self._load(record, item.entry_point, context, strict)
         self.relay.invalidate()
 
-    def _load(self, record: PluginRecord, ep: metadata.EntryPoint, context: PluginContext) -> None:
+    def _load(
+        self, record: PluginRecord, ep: metadata.EntryPoint, context: PluginContext, strict: bool
+    ) -> None:
         try:
             target = ep.load()
             plugin = target if isinstance(target, types.ModuleType) else target(context)
             self.register(record.name, plugin)
-        except ConfigError:
-            raise  # a plugin refusing its settings is the operator's error: exit code 2
+        except ConfigError as exc:
+            if strict:
+                raise  # a plugin refusing its settings is the operator's error: exit code 2
+            record.error = f"configuration error: {exc}"
+            record.config_error = True
+            return
         except Exception as exc:  # any failure of third-party code is reported, never fatal
             record.error = f"{type(exc).__name__}: {exc}"
             logging.getLogger("cadenza.plugins").error(

@@ -13,8 +13,8 @@ def test_exports_are_pinned() -> None:
         "CADENZA_PLUGIN_API_VERSION", "CANCELLED", "COMPLETED", "ERROR", "FAILED", "FOREGROUND",
         "INTERRUPTED", "NOTICE", "SESSION", "STARTED", "TERMINAL_KINDS", "TEXT", "THINKING",
         "TIMED_OUT", "TOOL_RESULT", "TOOL_USE", "USAGE", "Agent", "Bot", "ChatMessage",
-        "ChatRef", "CliAgent", "ConfigError", "Lifecycle", "Notice", "Parsed", "Parser",
-        "PluginContext", "Recovery", "Settings", "StreamEvent", "TimeoutWarning", "Turn",
+        "ChatRef", "CliAgent", "Clock", "ConfigError", "Lifecycle", "Notice", "Parsed", "Parser",
+        "PluginContext", "Recovery", "Settings", "StreamEvent", "Store", "TimeoutWarning", "Turn",
         "duration", "footer", "hookimpl",
     ])
     for name in api.__all__:

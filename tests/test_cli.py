@@ -107,3 +107,19 @@ def test_status_before_and_after_a_run(run_cli, env) -> None:
 def test_usage_errors_exit_2(run_cli) -> None:
     assert run_cli("frobnicate").returncode == 2
     assert run_cli("plugins").returncode == 2
+
+
+def test_inspection_commands_report_every_plugin_problem(run_cli, tmp_path: Path) -> None:
+    (tmp_path / "plugins.toml").write_text(
+        "[plugins]\ntelegram = true\n[telegram]\nallowed_users = [1]\n"
+        "[timeout]\nseconds = 10\nwarn_before = [60]\n")
+    env = {"TELEGRAM_BOT_TOKEN": ""}
+    run = run_cli("run", input="", env=env)
+    assert run.returncode == 2
+    listed = run_cli("plugins", "list", env=env)
+    assert listed.returncode == 0
+    assert "warn_before: each stage must be between 0 and seconds" in listed.stdout
+    doctor = run_cli("doctor", env=env)
+    assert doctor.returncode == 2
+    assert "✗ plugin timeout: configuration error" in doctor.stdout
+    assert "✗ plugin telegram: configuration error" in doctor.stdout

@@ -1,0 +1,46 @@
+"""Which chat a Telegram message belongs to, and whether it is meant for the bot.
+
+In a private chat everything is. In a group only what addresses the bot: a command (not one
+for another bot, ``/stop@other_bot``), a mention of the bot (removed from the prompt), or a
+reply to one of the bot's messages. A forum topic is a chat of its own: its thread id is part
+of the chat reference, so each topic has its own conversation.
+"""
+
+from __future__ import annotations
+
+import re
+
+from aiogram.types import Message, User
+
+from core.api import ChatRef
+from frontends.telegram.settings import FRONTEND
+
+_COMMAND = re.compile(r"^/[A-Za-z0-9_]+(?:@(\w+))?(?:\s|$)")
+
+
+def chat_of(message: Message) -> ChatRef:
+    thread = message.message_thread_id if message.is_topic_message else None
+    return ChatRef(FRONTEND, str(message.chat.id), str(thread) if thread else None)
+
+
+def addressed_text(message: Message, me: User) -> str | None:
+    """The text meant for the bot, or None when the message is not addressed to it."""
+    text = message.text if message.text is not None else message.caption
+    if text is None:
+        return None
+    if message.chat.type == "private":
+        return text
+    username = me.username or ""
+    command = _COMMAND.match(text)
+    if command:
+        target = command.group(1)
+        return None if target and target.lower() != username.lower() else text
+    if username:
+        mention = re.compile(rf"(?<!\w)@{re.escape(username)}\b[,:]?[ \t]?", re.IGNORECASE)
+        if mention.search(text):
+            return mention.sub("", text).strip()
+    reply = message.reply_to_message
+    if (reply is not None and reply.from_user is not None and reply.from_user.id == me.id
+            and reply.forum_topic_created is None):
+        return text
+    return None

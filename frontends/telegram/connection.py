@@ -1,0 +1,163 @@
+"""The live link to Telegram: the aiogram client, its polling task and the chats' outboxes.
+
+Built by the plugin in ``on_start`` only (aiogram takes seconds to import, and
+``cadenza plugins list`` / ``doctor`` build the plugin too). ``start`` connects in the
+background, with backoff while the API is unreachable, then registers the commands and polls.
+``close`` stops polling, confirms the handled updates, delivers what is still owed for up to
+``flush_timeout`` seconds and closes the HTTP session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from aiogram.utils.backoff import Backoff
+
+from core.api import Bot
+from frontends.telegram.client import (
+    AIOGRAM_LOGGERS,
+    Redact,
+    backoff_config,
+    bot_commands,
+    connect,
+    make_bot,
+)
+from frontends.telegram.egress import Api, Retry, SendError
+from frontends.telegram.inbound import Inbound, dispatcher
+from frontends.telegram.ledger import Ledger
+from frontends.telegram.outbox import Outbox
+from frontends.telegram.pacing import Pacing
+from frontends.telegram.polling import Poller
+from frontends.telegram.settings import TelegramSettings
+
+if TYPE_CHECKING:  # internal types; plugins use core.api at run time
+    from core.api import Clock, Store
+
+COMMAND_ATTEMPTS = 5
+CLEAR_ATTEMPTS = 3
+CONFIRM_TIMEOUT = 2.0  # seconds for telling Telegram which updates were handled
+CLOSE_MARGIN = 0.5  # of the core's hook time limit, kept for closing the session
+
+
+class Connection:
+    def __init__(self, settings: TelegramSettings, clock: Clock, log: logging.Logger,
+                 store: Store) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.log = log
+        Redact(settings.token).install(
+            [log, *(logging.getLogger(name) for name in AIOGRAM_LOGGERS)])
+        self.client = make_bot(settings)
+        self.api = Api(self.client)
+        self.pacing = Pacing(clock, edit_interval=settings.edit_interval,
+                             group_per_minute=settings.group_messages_per_minute,
+                             per_second=settings.messages_per_second)
+        self.ready = asyncio.Event()  # connected: outboxes may send
+        self.ledger = Ledger(store, log)
+        self.left_over = self.ledger.left_over()  # buttons a crashed run could not remove
+        self.outboxes: dict[int, Outbox] = {}
+        self.inbound: Inbound | None = None
+        self.poller: Poller | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._chores: list[asyncio.Task[None]] = []
+
+    def start(self, core: Bot) -> None:
+        self._task = asyncio.ensure_future(self._run(core))
+
+    def outbox(self, chat_id: int) -> Outbox:
+        outbox = self.outboxes.get(chat_id)
+        if outbox is None:
+            outbox = self.outboxes[chat_id] = Outbox(
+                chat_id, self.api, self.pacing, self.clock, self.log, self.ready,
+                backoff_config(self.settings), self.ledger)
+        return outbox
+
+    async def _run(self, core: Bot) -> None:
+        me = await connect(self.client, self.settings, self.clock, self.log)
+        self.log.info("telegram: connected to %s as @%s", self.settings.api_base, me.username)
+        self.inbound = Inbound(core, self.client, me, self.settings, self.log)
+        self.ready.set()
+        self._chores = [asyncio.ensure_future(self._register_commands(core)),
+                        asyncio.ensure_future(self._clear_left_over())]
+        self.poller = Poller(self.client, dispatcher(), self.settings, self.clock, self.log,
+                             accepting=lambda: core.accepting, inbound=self.inbound)
+        while core.accepting:
+            try:
+                await self.poller.run()
+            except Exception:  # the loop handles API errors itself: this would be a bug
+                self.log.exception("telegram: polling failed; starting it again")
+                await self.clock.sleep(self.settings.backoff_max)
+
+    async def _register_commands(self, core: Bot) -> None:
+        commands = bot_commands((c.name, c.help) for c in core.commands.values())
+        backoff = Backoff(backoff_config(self.settings))
+        for attempt in range(1, COMMAND_ATTEMPTS + 1):
+            try:
+                await self.client.set_my_commands(commands)
+                return
+            except Exception as exc:
+                if attempt == COMMAND_ATTEMPTS:
+                    self.log.warning("telegram: could not register the bot's commands: %s", exc)
+                    return
+                await self.clock.sleep(max(0.0, next(backoff)))
+
+    async def _clear_left_over(self) -> None:
+        """Remove the buttons of messages a crashed run left behind (see ``ledger``)."""
+        for chat_id, message_id in self.left_over:
+            outbox = self.outbox(chat_id)
+            for _ in range(CLEAR_ATTEMPTS):
+                await self.pacing.slot(outbox.pace)
+                try:
+                    await self.api.clear_buttons(chat_id, message_id)
+                except Retry as retry:
+                    if retry.flood and retry.after is not None:
+                        self.pacing.limited(outbox.pace, retry.after)
+                    continue
+                except SendError as exc:
+                    self.log.info("telegram: left-over buttons in chat %s: %s", chat_id, exc)
+                break
+            self.ledger.remove([(chat_id, message_id)])
+        if self.left_over:
+            self.log.info("telegram: removed the buttons of %d message(s) left by the previous "
+                          "run", len(self.left_over))
+
+    async def close(self, budget: float) -> None:
+        """Stop, within ``budget`` seconds (the core's limit for the on_shutdown hook)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(budget - CLOSE_MARGIN, 0.1)
+        for task in [self._task, *self._chores]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.poller is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(CONFIRM_TIMEOUT, deadline - loop.time())):
+                    await self.poller.confirm()
+        await self._flush(min(self.settings.flush_timeout, deadline - loop.time()))
+        if self.inbound is not None:
+            await self.inbound.lanes.close()
+        for outbox in self.outboxes.values():
+            await outbox.close()
+        await self.client.session.close()
+
+    async def _flush(self, timeout: float) -> None:
+        """Deliver what is still owed (final texts, interruption notices), for a while."""
+        pending = [outbox for outbox in self.outboxes.values() if not outbox.idle.is_set()]
+        if not pending:
+            return
+        if not self.ready.is_set():
+            self.log.warning("telegram: never connected; %d chat(s) miss their last messages",
+                             len(pending))
+            return
+        try:
+            async with asyncio.timeout(max(timeout, 0.0)):
+                await asyncio.gather(*(outbox.drain() for outbox in pending))
+        except TimeoutError:
+            left = [str(outbox.chat_id) for outbox in pending if not outbox.idle.is_set()]
+            self.log.warning("telegram: gave up delivering to chat(s) %s after %.1f s "
+                             "(flush_timeout, or the core's hook_timeout)", ", ".join(left),
+                             timeout)

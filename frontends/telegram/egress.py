@@ -1,0 +1,156 @@
+"""Outgoing Bot API calls, and what each kind of failure means for the caller.
+
+Every call either succeeds or raises one of the exceptions below, which say what to do next:
+wait and try again (``Retry``: 429 with its ``retry_after``, network errors, 5xx, a request
+that hung past the client timeout), send a new message instead of editing (``Gone``), send
+the same thing as plain text (``BadFormat``), give up on this message (``Rejected``) or on the
+whole chat (``ChatUnavailable``: the bot was blocked or removed). "Message is not modified"
+is a success. Nothing here sleeps: the caller decides when to retry, with fresh content.
+"""
+
+from __future__ import annotations
+
+from aiogram import Bot
+from aiogram.exceptions import (
+    AiogramError,
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramMigrateToChat,
+    TelegramRetryAfter,
+    TelegramUnauthorizedError,
+)
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
+
+from frontends.telegram.views import Outgoing
+
+HTML = "HTML"
+NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+
+
+class SendError(Exception):
+    """Base of the outcomes below; ``str()`` never contains the token."""
+
+
+class Retry(SendError):
+    def __init__(self, reason: str, after: float | None = None, *, flood: bool = False) -> None:
+        super().__init__(reason)
+        self.after = after  # None: use the caller's backoff
+        self.flood = flood  # a 429
+
+
+class Gone(SendError):
+    """The message to edit no longer exists (deleted, too old)."""
+
+
+class BadFormat(SendError):
+    """Telegram could not parse the HTML."""
+
+
+class NoThread(SendError):
+    """The forum topic was deleted or closed."""
+
+
+class Rejected(SendError):
+    """A 400 that retrying cannot fix."""
+
+
+class ChatUnavailable(SendError):
+    """The bot was blocked, kicked, or the chat does not exist."""
+
+
+class NotModified(SendError):
+    """The edit would not change anything: as good as done."""
+
+
+class Migrated(SendError):
+    def __init__(self, reason: str, chat_id: int) -> None:
+        super().__init__(reason)
+        self.chat_id = chat_id
+
+
+_GONE = ("message to edit not found", "message_id_invalid", "message can't be edited")
+_FORMAT = ("can't parse entities", "unsupported start tag", "can't find end")
+_THREAD = ("message thread not found", "topic_deleted", "topic_closed")
+_CHAT = ("chat not found", "have no rights to send", "not enough rights", "chat_write_forbidden")
+
+
+def classify(exc: BaseException) -> SendError:
+    """What a failed call means for the caller."""
+    if isinstance(exc, TelegramRetryAfter):
+        return Retry(f"flood control: retry after {exc.retry_after} s", exc.retry_after,
+                     flood=True)
+    if isinstance(exc, TelegramMigrateToChat):
+        return Migrated("the group became a supergroup", exc.migrate_to_chat_id)
+    if isinstance(exc, TelegramForbiddenError):
+        return ChatUnavailable(exc.message)
+    if isinstance(exc, TelegramUnauthorizedError):
+        return Retry("the bot token was rejected (401 Unauthorized)")
+    if isinstance(exc, TelegramBadRequest):
+        text = exc.message.lower()
+        if "message is not modified" in text:
+            return NotModified(exc.message)
+        for words, outcome in ((_GONE, Gone), (_FORMAT, BadFormat), (_THREAD, NoThread),
+                               (_CHAT, ChatUnavailable)):
+            if any(word in text for word in words):
+                return outcome(exc.message)
+        return Rejected(exc.message)
+    if isinstance(exc, TelegramAPIError):  # network errors, timeouts, 5xx, 404, 409
+        return Retry(f"{type(exc).__name__}: {exc.message}")
+    if isinstance(exc, AiogramError):  # an answer that is not JSON (a proxy's error page)
+        return Retry(f"unreadable answer: {type(exc).__name__}")
+    return Retry(f"{type(exc).__name__}: {exc}")
+
+
+def keyboard(buttons: tuple[tuple[str, str], ...]) -> InlineKeyboardMarkup | None:
+    if not buttons:
+        return None
+    row = [InlineKeyboardButton(text=label, callback_data=data) for label, data in buttons]
+    return InlineKeyboardMarkup(inline_keyboard=[row])
+
+
+class Api:
+    """The calls the outbox makes. ``plain=True`` sends ``Outgoing.plain`` unformatted."""
+
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+
+    async def send(self, chat_id: int, thread_id: int | None, out: Outgoing,
+                   plain: bool = False) -> int:
+        try:
+            message = await self.bot.send_message(
+                chat_id=chat_id, message_thread_id=thread_id,
+                text=out.plain if plain else out.html, parse_mode=None if plain else HTML,
+                reply_markup=keyboard(out.buttons), link_preview_options=NO_PREVIEW,
+            )
+        except Exception as exc:
+            raise classify(exc) from None
+        return message.message_id
+
+    async def edit(self, chat_id: int, message_id: int, out: Outgoing,
+                   plain: bool = False) -> None:
+        try:
+            await self.bot.edit_message_text(
+                chat_id=chat_id, message_id=message_id,
+                text=out.plain if plain else out.html, parse_mode=None if plain else HTML,
+                reply_markup=keyboard(out.buttons), link_preview_options=NO_PREVIEW,
+            )
+        except Exception as exc:
+            outcome = classify(exc)
+            if not isinstance(outcome, NotModified):
+                raise outcome from None
+
+    async def clear_buttons(self, chat_id: int, message_id: int) -> None:
+        try:
+            await self.bot.edit_message_reply_markup(chat_id=chat_id, message_id=message_id)
+        except Exception as exc:
+            outcome = classify(exc)
+            if not isinstance(outcome, NotModified):
+                raise outcome from None
+
+    async def typing(self, chat_id: int, thread_id: int | None) -> None:
+        try:
+            await self.bot.send_chat_action(chat_id=chat_id, action="typing",
+                                            message_thread_id=thread_id)
+        except Exception as exc:
+            raise classify(exc) from None

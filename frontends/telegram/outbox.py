@@ -1,0 +1,276 @@
+"""One Telegram chat's deliveries: make the chat show what its views want, in order, within
+the chat's rate limits, through whatever the API answers.
+
+Each round picks the view whose unshown change is oldest, waits for the chat's next slot,
+renders that view *then* (so everything that arrived meanwhile goes out in one call) and makes
+one call: send the next message or edit one that differs. Failures decide what happens next
+(see ``egress``): after a 429 the chat waits as told, after a network error or 5xx it backs
+off, and either way the next attempt carries the newest content. A view is dropped once it is
+finished and shown, so the final text of a turn is retried until it is delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from aiogram.utils.backoff import Backoff, BackoffConfig
+
+from frontends.telegram.egress import (
+    Api,
+    BadFormat,
+    ChatUnavailable,
+    Gone,
+    Migrated,
+    NoThread,
+    Rejected,
+    Retry,
+)
+from frontends.telegram.ledger import Ledger
+from frontends.telegram.pacing import Pacing
+from frontends.telegram.views import Outgoing, View
+
+if TYPE_CHECKING:  # internal types; plugins use core.api at run time
+    from core.api import Clock
+
+NOT_SENT = 0  # a part to (re)send
+LOST = -1  # a part Telegram refused for good: not retried
+TYPING_EVERY = 4.5  # seconds; Telegram shows "typing" for 5 s after each sendChatAction
+TYPING_RETRY = 0.5  # seconds to wait while messages are queued for the shared rate
+
+
+@dataclass(eq=False)
+class Tracked:
+    view: View
+    thread: int | None
+    ids: list[int] = field(default_factory=list)  # message id of each part
+    shown: list[Outgoing | None] = field(default_factory=list)
+    pending_since: float | None = None  # when the oldest change not yet shown happened
+    plain: bool = False  # Telegram refused this view's HTML once: plain text from now on
+    buttons: list[tuple[int, int]] = field(default_factory=list)  # sent with buttons
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    tracked: Tracked
+    index: int
+    out: Outgoing
+
+    @property
+    def send(self) -> bool:
+        ids = self.tracked.ids
+        return self.index >= len(ids) or ids[self.index] == NOT_SENT
+
+
+class Outbox:
+    def __init__(self, chat_id: int, api: Api, pacing: Pacing, clock: Clock,
+                 log: logging.Logger, ready: asyncio.Event, backoff: BackoffConfig,
+                 ledger: Ledger | None = None) -> None:
+        self.chat_id = chat_id
+        self.ledger = ledger
+        self.api = api
+        self.pacing = pacing
+        self.pace = pacing.for_chat(chat_id)
+        self.clock = clock
+        self.log = log
+        self.ready = ready
+        self.backoff = Backoff(backoff)
+        self.items: list[Tracked] = []
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self._wake = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._typing: asyncio.Task[None] | None = None
+        self.last_call = float("-inf")  # when the last send or edit went out
+
+    # --- the views ------------------------------------------------------------------
+
+    def add(self, view: View) -> None:
+        thread = view.chat.thread_id
+        self.items.append(Tracked(view, int(thread) if thread and thread.isdigit() else None))
+        self.touch(view)
+
+    def touch(self, view: View) -> None:
+        """The view changed: show it as soon as the limits allow."""
+        for tracked in self.items:
+            if tracked.view is view:
+                if tracked.pending_since is None:
+                    tracked.pending_since = self.clock.monotonic()
+                break
+        self.idle.clear()
+        self._wake.set()
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.ensure_future(self._run())
+        if view.running and (self._typing is None or self._typing.done()):
+            self._typing = asyncio.ensure_future(self._keep_typing())
+
+    async def drain(self) -> None:
+        await self.idle.wait()
+
+    async def close(self) -> None:
+        for task in (self._worker, self._typing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    # --- the worker -----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        await self.ready.wait()
+        while True:
+            job = self._next()
+            if job is None:
+                self.idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await self.pacing.slot(self.pace)
+            job = self._next()  # render what is there now, not what was there before the wait
+            if job is not None:
+                await self._attempt(job)
+
+    def _next(self) -> Job | None:
+        """The most overdue thing to do; drops views that are finished and shown."""
+        best: Job | None = None
+        for tracked in list(self.items):
+            try:
+                job = self._job_for(tracked)
+            except Exception:  # a rendering bug must not stop the chat's other messages
+                self.log.exception("telegram: cannot render a message for chat %s; dropped",
+                                   self.chat_id)
+                self._forget(tracked)
+                continue
+            if job is None:
+                tracked.pending_since = None
+                if tracked.view.finished:
+                    self._forget(tracked)
+                continue
+            since = tracked.pending_since if tracked.pending_since is not None else 0.0
+            if best is None or since < (best.tracked.pending_since or 0.0):
+                best = job
+        return best
+
+    def _forget(self, tracked: Tracked) -> None:
+        self.items.remove(tracked)
+        if self.ledger is not None and tracked.buttons:
+            self.ledger.remove(tracked.buttons)
+
+    @staticmethod
+    def _job_for(tracked: Tracked) -> Job | None:
+        for index, out in enumerate(tracked.view.desired()):
+            if index >= len(tracked.ids) or tracked.ids[index] == NOT_SENT:
+                return Job(tracked, index, out)
+            if tracked.ids[index] != LOST and tracked.shown[index] != out:
+                return Job(tracked, index, out)
+        return None
+
+    async def _attempt(self, job: Job) -> None:
+        tracked = job.tracked
+        since, tracked.pending_since = tracked.pending_since, None
+        self.last_call = self.clock.monotonic()
+        done = False
+        try:
+            await self._perform(job)
+            done = True
+            self.backoff.reset()
+        except Retry as retry:
+            if retry.flood and retry.after is not None:
+                self.pacing.limited(self.pace, retry.after)
+                self.log.warning("telegram: chat %s: %s", self.chat_id, retry)
+            else:
+                delay = max(0.0, next(self.backoff))
+                self.log.warning("telegram: chat %s: %s; retrying in %.1f s", self.chat_id,
+                                 retry, delay)
+                await self.clock.sleep(delay)
+        except Migrated as moved:
+            self.log.info("telegram: chat %s moved to %s", self.chat_id, moved.chat_id)
+            self.chat_id = moved.chat_id
+        except ChatUnavailable as gone:
+            self.log.warning("telegram: chat %s is unavailable (%s); dropping %d message(s)",
+                             self.chat_id, gone, len(self.items))
+            for item in list(self.items):
+                self._forget(item)
+        except Exception:
+            delay = max(0.0, next(self.backoff))
+            self.log.exception("telegram: unexpected error in chat %s; retrying in %.1f s",
+                               self.chat_id, delay)
+            await self.clock.sleep(delay)
+        finally:
+            if since is not None and (not done or self._job_for(tracked) is not None):
+                pending = tracked.pending_since
+                tracked.pending_since = since if pending is None else min(since, pending)
+
+    async def _perform(self, job: Job) -> None:
+        tracked, index, out = job.tracked, job.index, job.out
+        while len(tracked.ids) <= index:
+            tracked.ids.append(NOT_SENT)
+            tracked.shown.append(None)
+        if job.send:
+            tracked.ids[index] = message_id = await self._send(tracked, out)
+            if out.buttons and message_id != LOST and self.ledger is not None:
+                tracked.buttons.append((self.chat_id, message_id))
+                self.ledger.add(self.chat_id, message_id)
+        else:
+            try:
+                await self._edit(tracked, tracked.ids[index], out)
+            except (Gone, Rejected) as exc:
+                # deleted by someone, too old to edit, or refused: say it in a new message
+                self.log.info("telegram: chat %s: cannot edit message %s (%s); sending anew",
+                              self.chat_id, tracked.ids[index], exc)
+                tracked.ids[index], tracked.shown[index] = NOT_SENT, None
+                return
+        tracked.shown[index] = out
+
+    async def _send(self, tracked: Tracked, out: Outgoing) -> int:
+        try:
+            try:
+                return await self.api.send(self.chat_id, tracked.thread, out, tracked.plain)
+            except BadFormat as exc:
+                self.log.warning("telegram: chat %s: formatting refused (%s); sending plain "
+                                 "text", self.chat_id, exc)
+                tracked.plain = True
+                return await self.api.send(self.chat_id, tracked.thread, out, True)
+        except NoThread:
+            tracked.thread = None  # the topic is gone: the chat's main thread still works
+            raise Retry("the forum topic is gone; sending to the chat", 0.0) from None
+        except Rejected as exc:
+            self.log.error("telegram: chat %s refused a message for good (%s): %.200r",
+                           self.chat_id, exc, out.plain)
+            return LOST
+
+    async def _edit(self, tracked: Tracked, message_id: int, out: Outgoing) -> None:
+        try:
+            await self.api.edit(self.chat_id, message_id, out, tracked.plain)
+        except BadFormat as exc:
+            self.log.warning("telegram: chat %s: formatting refused (%s); showing plain text",
+                             self.chat_id, exc)
+            tracked.plain = True
+            await self.api.edit(self.chat_id, message_id, out, True)
+
+    # --- typing ---------------------------------------------------------------------
+
+    async def _keep_typing(self) -> None:
+        """"typing…" in each thread of the chat where a turn runs while its live message is
+        quiet (the agent thinks or runs tools): while text streams in, the edits show that it
+        works. Lowest priority: skipped while messages wait for the shared rate."""
+        await self.ready.wait()
+        quiet_after = 2 * self.pacing.edit_interval
+        typed = float("-inf")
+        while threads := {item.thread for item in self.items if item.view.running}:
+            now = self.clock.monotonic()
+            due = max(self.last_call + quiet_after, typed + TYPING_EVERY)
+            if now < due:
+                await self.clock.sleep(due - now)
+            elif self.pace.blocked_until > now or not self.pacing.idle():
+                await self.clock.sleep(TYPING_RETRY)
+            else:
+                typed = now
+                for thread in threads:
+                    try:
+                        await self.api.typing(self.chat_id, thread)
+                    except Exception as exc:  # best effort: the live message shows progress
+                        self.log.debug("telegram: typing in chat %s: %s", self.chat_id, exc)

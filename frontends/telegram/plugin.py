@@ -1,0 +1,182 @@
+"""The Telegram frontend plugin: the hooks, and what each chat should show.
+
+Hooks only record and schedule: a stream event updates its turn's view and wakes the chat's
+outbox, which talks to Telegram in its own task. So a slow or failing API never holds up the
+core, and the core's per-call hook time limit never cuts a delivery short.
+
+This module imports no aiogram (it takes seconds to import): ``cadenza plugins list`` and
+``cadenza doctor`` build the plugin too. The connection is imported when the bot starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from core.api import (
+    Bot,
+    ChatMessage,
+    ChatRef,
+    Lifecycle,
+    Notice,
+    PluginContext,
+    Recovery,
+    StreamEvent,
+    TimeoutWarning,
+    hookimpl,
+)
+from frontends.telegram.auth import Refusals, refusal_text
+from frontends.telegram.settings import FRONTEND, TelegramSettings
+from frontends.telegram.views import TextView, TurnView, View, WarningView
+from frontends.text import lifecycle_text, recovery_text, warning_text
+
+if TYPE_CHECKING:
+    from frontends.telegram.connection import Connection
+    from frontends.telegram.outbox import Outbox
+
+DOCTOR_TIMEOUT = 5.0
+
+
+class TelegramFrontend:
+    def __init__(self, context: PluginContext) -> None:
+        self.settings = TelegramSettings.read(context.settings)
+        # on_shutdown must finish within the core's per-hook limit (checked by the core)
+        self.hook_timeout = float(context.config.settings("core").values.get("hook_timeout", 10))
+        self.log = context.log
+        self.clock = context.clock
+        self.store = context.store
+        self.refusals = Refusals(context.clock)
+        self.connection: Connection | None = None
+        self.turns: dict[str, TurnView] = {}  # running turns of Telegram chats
+        self.warnings: dict[str, list[WarningView]] = {}  # by turn id
+
+    # --- run lifecycle --------------------------------------------------------------
+
+    @hookimpl
+    def on_start(self, bot: Bot) -> None:
+        from frontends.telegram.connection import Connection
+
+        if self.settings.allow_all_users:
+            self.log.warning("telegram: allow_all_users = true: anyone who finds the bot can "
+                             "run the agent on this machine")
+        self.connection = Connection(self.settings, self.clock, self.log, self.store)
+        self.connection.start(bot)
+
+    @hookimpl
+    async def on_shutdown(self) -> None:
+        if self.connection is not None:
+            await self.connection.close(self.hook_timeout)
+
+    # --- inbound veto ---------------------------------------------------------------
+
+    @hookimpl
+    def on_inbound_message(self, message: ChatMessage) -> str | None:
+        if message.chat.frontend != FRONTEND or self.settings.allows(message.user_id):
+            return None
+        if self.refusals.due(message.user_id):
+            self.log.warning("telegram: refused user %s (%s) in chat %s: not in [telegram] "
+                             "allowed_users", message.user_id, message.user_name or "?",
+                             message.chat.chat_id)
+            self._show(TextView(message.chat, refusal_text(message.user_id)))
+        return "not in [telegram] allowed_users"
+
+    # --- rendering ------------------------------------------------------------------
+
+    @hookimpl
+    def on_stream_event(self, event: StreamEvent) -> None:
+        turn = event.turn
+        if turn.chat.frontend != FRONTEND:
+            return
+        view = self.turns.get(turn.id)
+        if view is None:
+            if event.terminal and event.data.get("queued"):
+                return  # dropped before it started: the core already said so
+            view = self.turns[turn.id] = TurnView(turn)
+            self._show(view)
+        if view.apply(event):
+            self._touch(view)
+        if event.terminal:
+            del self.turns[turn.id]
+            self.warnings.pop(turn.id, None)
+
+    @hookimpl
+    def on_timeout_warning(self, warning: TimeoutWarning) -> None:
+        turn = warning.turn
+        if turn.chat.frontend != FRONTEND:
+            return
+        view = self.turns.get(turn.id)
+        if view is None:  # not shown here (or already over): just say it
+            self._show(TextView(turn.chat, warning_text(warning)))
+            return
+        view.warn(warning)
+        self._touch(view)
+        notice = WarningView(view, warning)
+        self.warnings.setdefault(turn.id, []).append(notice)
+        self._show(notice)
+
+    @hookimpl
+    def on_startup_lifecycle(self, lifecycle: Lifecycle) -> None:
+        chats = self.settings.lifecycle_chats or tuple(
+            chat for chat in lifecycle.recent_chats if chat.frontend == FRONTEND)
+        for chat in dict.fromkeys(chats):
+            self._show(TextView(chat, lifecycle_text(lifecycle)))
+
+    @hookimpl
+    def on_recover(self, recovery: Recovery) -> None:
+        if recovery.turn.chat.frontend == FRONTEND:
+            self._show(TextView(recovery.turn.chat, recovery_text(recovery)))
+
+    @hookimpl
+    def on_notice(self, notice: Notice) -> None:
+        if notice.chat.frontend == FRONTEND and notice.text.strip():
+            self._show(TextView(notice.chat, notice.text))
+
+    def _show(self, view: View) -> None:
+        outbox = self._outbox(view.chat)
+        if outbox is not None:
+            outbox.add(view)
+
+    def _touch(self, view: TurnView) -> None:
+        outbox = self._outbox(view.chat)
+        if outbox is None:
+            return
+        outbox.touch(view)
+        for notice in self.warnings.get(view.turn.id, ()):
+            outbox.touch(notice)
+
+    def _outbox(self, chat: ChatRef) -> Outbox | None:
+        if self.connection is None:
+            self.log.warning("telegram: a message for %s before the frontend started; dropped",
+                             chat.key)
+            return None
+        try:
+            chat_id = int(chat.chat_id)
+        except ValueError:
+            self.log.error("telegram: %r is not a Telegram chat id; message dropped", chat.key)
+            return None
+        return self.connection.outbox(chat_id)
+
+    # --- command line ---------------------------------------------------------------
+
+    @hookimpl
+    async def doctor_checks(self) -> list[tuple[bool, str]]:
+        from aiogram.exceptions import TelegramUnauthorizedError
+
+        from frontends.telegram.client import make_bot
+
+        checks = self.settings.doctor_lines()
+        base = self.settings.api_base
+        client = make_bot(self.settings)
+        try:
+            async with asyncio.timeout(DOCTOR_TIMEOUT):
+                me = await client.get_me()
+            checks.append((True, f"telegram: {base} answers: this is @{me.username}"))
+        except TelegramUnauthorizedError:
+            checks.append((False, f"telegram: {base} rejects the token in "
+                           f"${self.settings.token_env}"))
+        except Exception as exc:
+            reason = "no answer" if isinstance(exc, TimeoutError) else str(exc)
+            checks.append((False, f"telegram: cannot reach {base}: {reason}"))
+        finally:
+            await client.session.close()
+        return checks

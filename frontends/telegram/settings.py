@@ -1,0 +1,126 @@
+"""The ``[telegram]`` table of plugins.toml, read once and checked where it is written.
+
+Every mistake is a located ``ConfigError`` (exit code 2): a wrong type, an unknown key, a
+missing or malformed token, an empty allowlist without the explicit opt-out. Reading the
+settings touches no network, so ``cadenza plugins list`` and ``cadenza doctor`` can build
+the plugin safely. The token itself is kept out of ``repr`` and never appears in a message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+from core.api import ChatRef, ConfigError, Settings
+
+FRONTEND = "telegram"
+_TOKEN = re.compile(r"\d+:\S+")  # what aiogram accepts
+
+KEYS = (
+    "token_env", "allowed_users", "allow_all_users", "api_base", "lifecycle_chats",
+    "edit_interval", "group_messages_per_minute", "messages_per_second", "request_timeout",
+    "poll_timeout", "backoff_min", "backoff_max", "flush_timeout",
+)
+
+
+@dataclass(frozen=True)
+class TelegramSettings:
+    token_env: str
+    allowed_users: frozenset[str]
+    allow_all_users: bool
+    api_base: str
+    lifecycle_chats: tuple[ChatRef, ...]
+    edit_interval: float  # seconds between two sends/edits in one chat (Telegram: about 1)
+    group_messages_per_minute: float  # in one group (Telegram: 20)
+    messages_per_second: float  # all chats together (Telegram: 30; the rest is headroom)
+    request_timeout: float  # a request that hangs longer is abandoned and retried
+    poll_timeout: int  # how long one getUpdates long poll waits for updates
+    backoff_min: float  # first delay after a network error, 5xx or unreachable API
+    backoff_max: float  # longest delay between two such retries
+    flush_timeout: float  # at shutdown, how long final texts may still take to go out
+    token: str = field(default="", repr=False)
+
+    @classmethod
+    def read(cls, settings: Settings, environ: dict[str, str] | None = None) -> TelegramSettings:
+        settings.reject_unknown(KEYS)
+        env = os.environ if environ is None else environ
+        token_env = settings.string("token_env", "TELEGRAM_BOT_TOKEN")
+        token = env.get(token_env, "").strip()
+        if not token:
+            raise _error(settings, "token_env", f"the environment variable {token_env} is not "
+                         "set; put the bot token from @BotFather in it")
+        if not _TOKEN.fullmatch(token):
+            raise _error(settings, "token_env", f"the environment variable {token_env} does not "
+                         "hold a bot token (expected digits, a colon, a secret)")
+        allowed = settings.ids("allowed_users")
+        for user in sorted(allowed):
+            if not re.fullmatch(r"\d+", user):
+                raise _error(settings, "allowed_users", f"{user!r} is not a numeric user id "
+                             "(usernames can change; @userinfobot tells you your id)")
+        allow_all = settings.get("allow_all_users", False, bool)
+        if not allowed and not allow_all:
+            raise _error(settings, "allowed_users", "is empty, so nobody could use the bot: list "
+                         "the numeric Telegram user ids allowed to use it, or set "
+                         "allow_all_users = true to let anyone in")
+        api_base = settings.string("api_base", "https://api.telegram.org").rstrip("/")
+        if not api_base.startswith(("http://", "https://")):
+            raise settings.error("api_base", f"must be an http:// or https:// URL, not "
+                                 f"{api_base!r}")
+        backoff_min = settings.number("backoff_min", 1.0, minimum=0.001)
+        backoff_max = settings.number("backoff_max", 30.0, minimum=0.001)
+        if backoff_max <= backoff_min:
+            raise settings.error("backoff_max", f"must be more than backoff_min "
+                                 f"({backoff_min:g}), not {backoff_max:g}")
+        return cls(
+            token_env=token_env,
+            allowed_users=frozenset(allowed),
+            allow_all_users=allow_all,
+            api_base=api_base,
+            lifecycle_chats=_chats(settings),
+            edit_interval=settings.number("edit_interval", 1.0, minimum=0.01),
+            group_messages_per_minute=settings.number("group_messages_per_minute", 20,
+                                                      minimum=1),
+            messages_per_second=settings.number("messages_per_second", 28, minimum=1),
+            request_timeout=settings.number("request_timeout", 20.0, minimum=0.1),
+            poll_timeout=int(settings.number("poll_timeout", 25, minimum=0)),
+            backoff_min=backoff_min,
+            backoff_max=backoff_max,
+            flush_timeout=settings.number("flush_timeout", 8.0, minimum=0),
+            token=token,
+        )
+
+    def allows(self, user_id: str) -> bool:
+        return self.allow_all_users or user_id in self.allowed_users
+
+    def doctor_lines(self) -> list[tuple[bool, str]]:
+        """What ``cadenza doctor`` can say without the network."""
+        who = ("anyone (allow_all_users = true): everyone who finds the bot can run the agent"
+               if self.allow_all_users
+               else f"{len(self.allowed_users)} allowed user(s): "
+               + ", ".join(sorted(self.allowed_users)))
+        return [
+            (True, f"telegram: bot token found in ${self.token_env}"),
+            (True, f"telegram: {who}"),
+        ]
+
+
+def _error(settings: Settings, key: str, message: str) -> ConfigError:
+    """A located error; for a key left out, located at the table's header."""
+    error = settings.error(key, message)
+    if error.line is None:
+        error = ConfigError(error.message, path=error.path,
+                            line=settings.config.line_of(settings.table))
+    return error
+
+
+def _chats(settings: Settings) -> tuple[ChatRef, ...]:
+    """``lifecycle_chats``: numeric chat ids, or ``"-1001234/7"`` for a forum topic."""
+    chats = []
+    for item in sorted(settings.ids("lifecycle_chats")):
+        chat_id, _, thread = item.partition("/")
+        if not re.fullmatch(r"-?\d+", chat_id.strip()) or not re.fullmatch(r"\d*", thread):
+            raise settings.error("lifecycle_chats", f"{item!r} is not a chat id (a number, or "
+                                 "\"CHAT/TOPIC\" for a forum topic)")
+        chats.append(ChatRef(FRONTEND, chat_id.strip(), thread or None))
+    return tuple(chats)

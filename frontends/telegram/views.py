@@ -1,0 +1,214 @@
+"""What each chat should show, as data: the outbox makes Telegram match it.
+
+A view is a list of messages as they should look now (``desired()``). A turn's view is its
+answer cut into Telegram-sized parts; the last part is the live message, with the latest
+activity underneath and a Stop button while the turn runs, and the outcome once it ended.
+Parts before the last are sealed when the answer outgrows a message, and never change again.
+Notices, lifecycle and recovery messages are one-off text views; a timeout warning is a text
+view whose Extend / Stop buttons last while the warning is current.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core import api
+from core.api import ChatRef, StreamEvent, TimeoutWarning, Turn, duration
+from frontends.telegram.markup import escape, to_html
+from frontends.telegram.split import (
+    MAX_MESSAGE,
+    clean,
+    cut_point,
+    prefix_within,
+    split,
+    utf16_len,
+)
+from frontends.text import outcome_text, warning_text
+
+LABEL_MAX = 60  # a named session's label, on top of each of its messages
+STATUS_MAX = 400  # the activity lines under the live text
+TEXT_BUDGET = MAX_MESSAGE - LABEL_MAX - STATUS_MAX - 16  # answer text in one message
+WORKING = "⏳ working…"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One Telegram message as it should look: HTML, its plain-text fallback, buttons."""
+
+    html: str
+    plain: str
+    buttons: tuple[tuple[str, str], ...] = ()  # (label, callback data)
+
+
+def stop_button(turn_id: str) -> tuple[str, str]:
+    return ("⏹ Stop", f"stop:{turn_id}")
+
+
+def extend_button(turn_id: str) -> tuple[str, str]:
+    return ("⏳ Extend", f"extend:{turn_id}")
+
+
+class View:
+    chat: ChatRef
+
+    def desired(self) -> list[Outgoing]:
+        raise NotImplementedError
+
+    @property
+    def finished(self) -> bool:
+        """Nothing about this view will change any more."""
+        return True
+
+    @property
+    def running(self) -> bool:
+        """The chat should show "typing" for this view."""
+        return False
+
+
+class TextView(View):
+    """A one-off message (notice, lifecycle, recovery), split if it is long."""
+
+    def __init__(self, chat: ChatRef, text: str) -> None:
+        self.chat = chat
+        self.text = clean(text).strip() or "…"
+
+    def desired(self) -> list[Outgoing]:
+        return [Outgoing(escape(part), part) for part in split(self.text)]
+
+
+class TurnView(View):
+    def __init__(self, turn: Turn) -> None:
+        self.turn = turn
+        self.chat = turn.chat
+        self.parts: list[str] = []  # the answer cut into sealed parts, as written
+        self.rest = ""  # the answer after the sealed parts: the live message's text
+        self.sealed: list[Outgoing] = []  # the sealed parts as sent
+        self.code_state: str | None = None  # a code block open where the sealed parts end
+        self.status: list[str] = []  # the latest activity, shown while running
+        self.errors: list[str] = []  # agent-side errors, kept in the final message
+        self.warning: TimeoutWarning | None = None
+        self.ending: StreamEvent | None = None
+        self.outcome = ""  # errors and how the turn ended, once it did
+        name = clean(turn.session)[:LABEL_MAX - 3]
+        self.label = (f"<b>[{escape(name)}]</b>\n", f"[{name}]\n") if name else ("", "")
+
+    @property
+    def finished(self) -> bool:
+        return self.ending is not None
+
+    @property
+    def running(self) -> bool:
+        return self.ending is None
+
+    # --- events ---------------------------------------------------------------------
+
+    def apply(self, event: StreamEvent) -> bool:
+        """Take one stream event; returns whether what the chat should show changed."""
+        kind, text = event.kind, clean(event.text)
+        if self.ending is not None:
+            return False
+        if kind == api.TEXT:
+            if not text:
+                return False
+            self.rest += text
+            self.status = []
+            self._seal()
+        elif kind == api.STARTED:
+            if self.turn.attempt > 1:
+                self.status = [f"↻ attempt {self.turn.attempt}"]
+        elif kind == api.THINKING:
+            self.status = ["💭 thinking…"]
+        elif kind == api.TOOL_USE:
+            self.status = [f"⚙ {text}"]
+        elif kind == api.TOOL_RESULT:
+            if not event.data.get("is_error"):
+                return False
+            self.status = [*self.status[:1], f"✗ {text}"]
+        elif kind == api.NOTICE:
+            self.status = [f"ℹ️ {text}"]
+        elif kind == api.ERROR:
+            self.errors.append(f"⚠️ {text}")
+        elif kind == "timeout_extended":
+            self.warning = None
+            self.status = [text] if text else []
+        elif event.terminal:
+            self.ending = event
+            self.warning = None
+            answer = "".join([*self.parts, self.rest])
+            self.outcome = clean("\n".join([*self.errors, outcome_text(event, answer)]))
+        else:
+            return False  # session, usage, timeout_warn_* (shown by on_timeout_warning), ...
+        return True
+
+    def warn(self, warning: TimeoutWarning) -> None:
+        self.warning = warning
+
+    def _seal(self) -> None:
+        """Cut full messages off the front of the live text, at readable places."""
+        while prefix_within(self.rest, TEXT_BUDGET) < len(self.rest):
+            cut = cut_point(self.rest, TEXT_BUDGET)
+            part, self.rest = self.rest[:cut], self.rest[cut:]
+            html, self.code_state = to_html(part, self.code_state)
+            self.parts.append(part)
+            self.sealed.append(Outgoing(self.label[0] + html, self.label[1] + part))
+
+    # --- rendering ------------------------------------------------------------------
+
+    def desired(self) -> list[Outgoing]:
+        rest = self.rest
+        html, _ = to_html(rest, self.code_state)
+        head_html, head_plain = self.label
+        if self.ending is None:
+            return [*self.sealed, self._live(head_html + html, head_plain + rest)]
+        tail = self.outcome
+        if not rest.strip():
+            return [*self.sealed, *_text_parts(self.label, tail)]
+        if utf16_len(head_plain + rest) + 2 + utf16_len(tail) <= MAX_MESSAGE:
+            last = Outgoing(f"{head_html}{html}\n\n{escape(tail)}",
+                            f"{head_plain}{rest}\n\n{tail}")
+            return [*self.sealed, last]
+        return [*self.sealed, Outgoing(head_html + html, head_plain + rest),
+                *_text_parts(self.label, tail)]
+
+    def _live(self, html: str, plain: str) -> Outgoing:
+        lines = self.status
+        if self.warning is not None:
+            lines = [*lines, f"⏳ about {duration(self.warning.seconds_left)} left"]
+        lines = lines or [WORKING]
+        status = clean("\n".join(lines))
+        if utf16_len(status) > STATUS_MAX:
+            status = status[: STATUS_MAX // 2 - 1] + "…"
+        buttons = (stop_button(self.turn.id),)
+        if self.warning is not None:
+            buttons = (extend_button(self.turn.id), *buttons)
+        gap = "\n\n" if plain.strip() else ""
+        return Outgoing(f"{html}{gap}<i>{escape(status)}</i>", f"{plain}{gap}{status}", buttons)
+
+
+class WarningView(View):
+    """A timeout warning as its own message (it notifies, an edit does not), with Extend
+    and Stop buttons while it is the turn's current warning."""
+
+    def __init__(self, turn_view: TurnView, warning: TimeoutWarning) -> None:
+        self.turn_view = turn_view
+        self.warning = warning
+        self.chat = turn_view.chat
+        self.text = clean(warning_text(warning))
+
+    @property
+    def current(self) -> bool:
+        return self.turn_view.running and self.turn_view.warning is self.warning
+
+    @property
+    def finished(self) -> bool:
+        return not self.current
+
+    def desired(self) -> list[Outgoing]:
+        turn_id = self.turn_view.turn.id
+        buttons = (extend_button(turn_id), stop_button(turn_id)) if self.current else ()
+        return [Outgoing(escape(self.text), self.text, buttons)]
+
+
+def _text_parts(label: tuple[str, str], text: str) -> list[Outgoing]:
+    budget = MAX_MESSAGE - utf16_len(label[1])
+    return [Outgoing(label[0] + escape(part), label[1] + part) for part in split(text, budget)]
