@@ -234,7 +234,7 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace, config_path: Path, state_dir: Path) -> int:
-    checks: list[tuple[bool, str]] = []
+    checks: list[tuple[bool | None, str]] = []
     config = Config.load(config_path)
     checks.append((True, f"configuration {config_path} is valid" if config.exists
                    else f"no {config_path}: the embedded defaults apply"))
@@ -250,20 +250,24 @@ def cmd_doctor(args: argparse.Namespace, config_path: Path, state_dir: Path) -> 
     checks.extend(agent_checks(config))
     checks.append(state_dir_check(state_dir))
     for ok, message in checks:
-        print(("✓ " if ok else "✗ ") + message)
+        print({True: "✓ ", False: "✗ ", None: "– "}[ok] + message)
     if bad_config:
         return EXIT_USAGE
-    return EXIT_OK if all(ok for ok, _ in checks) else EXIT_ERROR
+    return EXIT_OK if all(ok is not False for ok, _ in checks) else EXIT_ERROR
 
 
-def agent_checks(config: Config) -> list[tuple[bool, str]]:
+def agent_checks(config: Config) -> list[tuple[bool | None, str]]:
+    """Each agent's binary and version; ``None`` marks what is merely informative."""
     agents = builtin_agents(config)
     default, why = choose_default(config, agents)
-    checks = [(True, why)]
+    checks: list[tuple[bool | None, str]] = [(True, why)]
     for name, agent in agents.items():
         binary = shutil.which(agent.binary)
         if binary is None:
-            checks.append((name != default, f"{name}: {agent.binary} is not on PATH"))
+            if name == default:
+                checks.append((False, f"{name}: {agent.binary} is not on PATH"))
+            else:
+                checks.append((None, f"{name}: {agent.binary} is not on PATH (not in use)"))
             continue
         if name == "command":
             checks.append((True, f"command: {binary}"))

@@ -70,6 +70,8 @@ class ConsoleFrontend:
             finally:
                 loop.call_soon_threadsafe(lines.put_nowait, None)
 
+        if _is_terminal(self.stdin):
+            self._say("Type a prompt for the agent; /help lists the commands, Ctrl-D ends.")
         threading.Thread(target=pump, name="console-stdin", daemon=True).start()
         while (line := await lines.get()) is not None:
             text = line.rstrip("\n")
@@ -155,3 +157,10 @@ class ConsoleFrontend:
     def on_notice(self, notice: Notice) -> None:
         if notice.chat.frontend == CHAT.frontend:
             self._say(notice.text)
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
