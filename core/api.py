@@ -38,6 +38,7 @@ from core.events import (
 from core.formatting import duration, footer
 from core.hookspecs import hookimpl
 from core.plugins import PluginContext
+from core.process import withhold_from_agents
 from core.state import Store
 
 CADENZA_PLUGIN_API_VERSION = 1
@@ -81,4 +82,5 @@ __all__ = [
     "duration",
     "footer",
     "hookimpl",
+    "withhold_from_agents",
 ]

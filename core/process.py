@@ -22,6 +22,20 @@ from pathlib import Path
 from typing import Any
 
 MARKER = "CADENZA_TURN"
+# Cadenza's own secrets (a bot token) are not the agents' business: an agent, every tool it
+# runs and the model it talks to would otherwise see them.
+_withheld: set[str] = set()
+
+
+def withhold_from_agents(*names: str) -> None:
+    """Keep these environment variables out of every agent started from now on (unless an
+    agent's own ``[agent.NAME] env`` sets them)."""
+    _withheld.update(names)
+
+
+def agent_environment(extra: Mapping[str, str], marker: str) -> dict[str, str]:
+    inherited = {key: value for key, value in os.environ.items() if key not in _withheld}
+    return {**inherited, **extra, MARKER: marker}
 CHUNK = 1 << 16
 MAX_LINE = 64 << 20  # a longer line is cut here rather than held in memory without bound
 STDERR_LINES = 40
@@ -48,7 +62,7 @@ class AgentProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=cwd,
-            env={**os.environ, **env, MARKER: marker},
+            env=agent_environment(env, marker),
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )

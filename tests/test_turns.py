@@ -156,3 +156,18 @@ async def test_chats_run_concurrently(start_app) -> None:
     ends = await h.recorder.finished(2)
     assert {e.kind for e in ends} == {"completed"}
     assert time.monotonic() - started < 1.6
+
+
+async def test_cadenzas_secrets_are_withheld_from_agents(start_app, monkeypatch, tmp_path) -> None:
+    from core.config import Config
+    from frontends.telegram.settings import TelegramSettings
+
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456789:AAFakeTokenForCadenzaTests_0123456789")
+    monkeypatch.setenv("CADENZA_VISIBLE", "shown")
+    config = tmp_path / "telegram.toml"
+    config.write_text("[telegram]\nallowed_users = [1]\n")
+    TelegramSettings.read(Config.load(config).settings("telegram"))  # as the frontend does
+    h = await start_app(agent_config("command", 'command = ["sh", "-c", "{prompt}"]'))
+    await h.say('echo "token=[$TELEGRAM_BOT_TOKEN] other=[$CADENZA_VISIBLE]"')
+    (end,) = await h.recorder.finished()
+    assert h.recorder.text_of(end.turn.id) == "token=[] other=[shown]\n"

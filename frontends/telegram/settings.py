@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from core.api import ChatRef, ConfigError, Settings
+from core.api import ChatRef, ConfigError, Settings, withhold_from_agents
 
 FRONTEND = "telegram"
 _TOKEN = re.compile(r"\d+:\S+")  # what aiogram accepts
@@ -46,6 +46,7 @@ class TelegramSettings:
         settings.reject_unknown(KEYS)
         env = os.environ if environ is None else environ
         token_env = settings.string("token_env", "TELEGRAM_BOT_TOKEN")
+        withhold_from_agents(token_env)
         token = env.get(token_env, "").strip()
         if not token:
             raise _error(settings, "token_env", f"the environment variable {token_env} is not "
