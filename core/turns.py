@@ -92,7 +92,11 @@ class TurnRunner:
         await self.emit(
             events.STARTED, "", {"agent": self.agent.name, "attempt": self.turn.attempt}
         )
-        kind, text, data = await self._run_agent()
+        try:
+            kind, text, data = await self._run_agent()
+        except Exception as exc:  # a bug of ours or an adapter's: the turn still ends cleanly
+            log.exception("turn %s: the agent could not be run", self.turn.id)
+            kind, text, data = events.FAILED, f"Cadenza could not run the agent: {exc}", {}
         if self._stop_kind is not None:
             kind, text = self._stop_kind, self._stop_reason
             data = {**data, **self._stop_data}
@@ -106,6 +110,9 @@ class TurnRunner:
         if self._stop_kind is not None:
             return self._stop_kind, self._stop_reason, {}
         argv = self.agent.argv(self.turn.prompt, self.turn.resume_id)
+        problem = _argv_problem(argv)
+        if problem:
+            return events.FAILED, problem, {"exit_code": None}
         try:
             self._process = process = await AgentProcess.spawn(
                 argv, cwd=self.workdir, env=self.agent.env(), marker=self.turn.id
@@ -161,3 +168,19 @@ class TurnRunner:
                 elif text and kind != events.THINKING:
                     self.last_output = text
                 await self.emit(kind, text, data)
+
+
+MAX_ARG = 128 * 1024  # Linux's limit on one command-line argument (MAX_ARG_STRLEN)
+
+
+def _argv_problem(argv: list[str]) -> str | None:
+    """Why this command line cannot be started, in the user's terms; None when it can."""
+    for part in argv:
+        if "\0" in part:
+            return "The prompt contains a NUL character, which no program can receive; remove it."
+        size = len(part.encode("utf-8", "surrogateescape"))
+        if size > MAX_ARG:
+            return (f"The prompt is too long to hand to the agent on its command line "
+                    f"({size:,} bytes; the limit is {MAX_ARG:,}). Put the text in a file in the "
+                    "working directory and ask the agent to read it.")
+    return None

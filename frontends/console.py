@@ -8,6 +8,8 @@ Discord are off), so ``echo prompt | cadenza run`` runs one prompt and exits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import re
 import sys
 import threading
@@ -41,7 +43,7 @@ class ConsoleFrontend:
         only_frontend = not any(switches.get(name) for name in _OTHER_FRONTENDS)
         self.stop_on_eof = settings.get("stop_on_eof", only_frontend, bool)
         self.log = context.log
-        self.stdin = stdin or sys.stdin
+        self.stdin = stdin or _lenient(sys.stdin)
         self.out = stdout or sys.stdout
         self._bot: Bot | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -164,3 +166,11 @@ def _is_terminal(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def _lenient(stream: TextIO) -> TextIO:
+    """Undecodable bytes on stdin become U+FFFD instead of ending the console's input."""
+    if isinstance(stream, io.TextIOWrapper):
+        with contextlib.suppress(ValueError, io.UnsupportedOperation):
+            stream.reconfigure(errors="replace")
+    return stream

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -123,3 +125,11 @@ def test_inspection_commands_report_every_plugin_problem(run_cli, tmp_path: Path
     assert doctor.returncode == 2
     assert "✗ plugin timeout: configuration error" in doctor.stdout
     assert "✗ plugin telegram: configuration error" in doctor.stdout
+
+
+def test_undecodable_input_does_not_end_the_console(run_cli, env, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "core.cli", "run"], input=b"say caf\xe9\nsay after\n",
+        capture_output=True, env={**os.environ, **env}, cwd=tmp_path, timeout=60)
+    out = done.stdout.decode()
+    assert done.returncode == 0 and "caf\ufffd" in out and "after" in out

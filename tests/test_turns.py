@@ -171,3 +171,14 @@ async def test_cadenzas_secrets_are_withheld_from_agents(start_app, monkeypatch,
     await h.say('echo "token=[$TELEGRAM_BOT_TOKEN] other=[$CADENZA_VISIBLE]"')
     (end,) = await h.recorder.finished()
     assert h.recorder.text_of(end.turn.id) == "token=[] other=[shown]\n"
+
+
+@pytest.mark.parametrize(("prompt", "needle"), [
+    ("say a\0b", "contains a NUL character"),
+    ("say " + "x" * 200_000, "too long to hand to the agent"),
+])
+async def test_prompts_no_program_can_receive_fail_clearly(start_app, prompt, needle) -> None:
+    h = await start_app(agent_config("claude"))
+    await h.say(prompt)
+    (end,) = await h.recorder.finished()
+    assert end.kind == "failed" and needle in end.text
