@@ -66,9 +66,13 @@ def builtin_agents(config: Config) -> dict[str, Agent]:
 def instance_lock(state_dir: Path) -> Iterator[None]:
     """One Cadenza per state directory. flock is released by the kernel when the process
     dies, so a crash can never leave it stuck."""
-    state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / LOCK_NAME
-    with open(path, "a+") as handle:
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise StateError(f"cannot use the state directory {state_dir}: {exc}") from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

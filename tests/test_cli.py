@@ -133,3 +133,11 @@ def test_undecodable_input_does_not_end_the_console(run_cli, env, tmp_path: Path
         capture_output=True, env={**os.environ, **env}, cwd=tmp_path, timeout=60)
     out = done.stdout.decode()
     assert done.returncode == 0 and "caf\ufffd" in out and "after" in out
+
+
+def test_an_unusable_state_directory_is_a_clear_error(run_cli, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    done = run_cli("run", "--state-dir", str(blocker / "state"), input="")
+    assert done.returncode == 1 and "cannot use the state directory" in done.stderr
+    assert "Traceback" not in done.stderr
