@@ -35,7 +35,7 @@ from core.events import (
     TimeoutWarning,
     Turn,
 )
-from core.formatting import duration, footer
+from core.formatting import duration, first_line, footer
 from core.hookspecs import hookimpl
 from core.plugins import PluginContext
 from core.process import withhold_from_agents
@@ -80,6 +80,7 @@ __all__ = [
     "TimeoutWarning",
     "Turn",
     "duration",
+    "first_line",
     "footer",
     "hookimpl",
     "withhold_from_agents",

@@ -17,6 +17,12 @@ def duration(seconds: float) -> str:
     return f"{hours} h" + (f" {rest // 60} min" if rest // 60 else "")
 
 
+def first_line(text: str, limit: int = 80) -> str:
+    """The first line of ``text``, cut to ``limit`` characters: how prompts are quoted."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def footer(event: StreamEvent) -> str:
     """`` · 12 s · $0.05``: duration and cost of a finished turn, when known."""
     parts = []

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from core import api
-from core.api import Lifecycle, Recovery, StreamEvent, TimeoutWarning, duration, footer
+from core.api import (
+    Lifecycle,
+    Recovery,
+    StreamEvent,
+    TimeoutWarning,
+    duration,
+    first_line,
+    footer,
+)
 
 _LIFECYCLE = {
     "started": "▶️ Cadenza started",
@@ -25,11 +33,6 @@ def lifecycle_text(lifecycle: Lifecycle) -> str:
         parts.append(f"{skipped} could not be resumed")
     text = " — ".join(parts)
     return "\n".join([text, *lifecycle.notes])
-
-
-def first_line(text: str, limit: int = 80) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def recovery_text(recovery: Recovery) -> str:

@@ -24,6 +24,7 @@ from core.api import (
     StreamEvent,
     Turn,
     duration,
+    first_line,
     hookimpl,
 )
 
@@ -55,11 +56,6 @@ MIGRATIONS = [
     CREATE INDEX sessions_state ON sessions (state, last_used)
     """,
 ]
-
-
-def first_line(text: str, limit: int = 60) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 class NamedSessions:
@@ -236,7 +232,7 @@ class NamedSessions:
             hint = "" if row["state"] == "ended" else f" — @{row['name']} PROMPT"
             lines.append(
                 f"• {row['name']} [{row['state']}] {duration(now - row['created_at'])} old, "
-                f"{row['turns']} turn(s){cost}: {first_line(row['last_prompt'])}{hint}")
+                f"{row['turns']} turn(s){cost}: {first_line(row['last_prompt'], 60)}{hint}")
         return "\n".join(lines)
 
     # --- idle expiry --------------------------------------------------------------------
