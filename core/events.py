@@ -92,6 +92,21 @@ class StreamEvent:
     def terminal(self) -> bool:
         return self.kind in TERMINAL_KINDS
 
+    @property
+    def new_agent_session(self) -> str | None:
+        """For a ``session`` event: the agent's session id when the turn did not already
+        resume that one (a new conversation), so stores write it once."""
+        if self.kind != SESSION:
+            return None
+        session_id = self.data.get("session_id")
+        return str(session_id) if session_id and session_id != self.turn.resume_id else None
+
+    @property
+    def cost_usd(self) -> float | None:
+        """What the turn cost, when the agent said (terminal and usage events)."""
+        cost = self.data.get("cost_usd")
+        return float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None
+
 
 @dataclass(frozen=True, slots=True)
 class TimeoutWarning:

@@ -29,7 +29,7 @@ def footer(event: StreamEvent) -> str:
     elapsed = event.data.get("elapsed")
     if isinstance(elapsed, int | float):
         parts.append(duration(elapsed) if elapsed >= 1 else f"{elapsed:.1f} s")
-    cost = event.data.get("cost_usd")
-    if isinstance(cost, int | float) and cost:
+    cost = event.cost_usd
+    if cost:
         parts.append(f"${cost:.4f}".rstrip("0").rstrip("."))
     return "".join(f" · {part}" for part in parts)

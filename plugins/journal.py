@@ -15,7 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from core import api
 from core.api import (
     Bot,
     ChatRef,
@@ -246,19 +245,15 @@ class RecoveryJournal:
 
     @hookimpl
     def on_stream_event(self, event: StreamEvent) -> None:
-        if event.kind == api.SESSION:
-            session_id = event.data.get("session_id")
-            if session_id and session_id != event.turn.resume_id:
-                self.store.execute(
-                    "UPDATE journal_turns SET agent_session_id = ? WHERE id = ?",
-                    (str(session_id), event.turn.id))
+        if session_id := event.new_agent_session:
+            self.store.execute("UPDATE journal_turns SET agent_session_id = ? WHERE id = ?",
+                               (session_id, event.turn.id))
         elif event.terminal:
-            cost = event.data.get("cost_usd")
             self.store.execute(
                 "UPDATE journal_turns SET state = ?, ended_at = ?, outcome = ?, cost_usd = ? "
                 "WHERE id = ?",
-                (event.kind, self.clock.time(), event.text[:2000] or None,
-                 cost if isinstance(cost, int | float) else None, event.turn.id))
+                (event.kind, self.clock.time(), event.text[:2000] or None, event.cost_usd,
+                 event.turn.id))
 
     # --- cadenza status --------------------------------------------------------------
 

@@ -120,19 +120,15 @@ class NamedSessions:
 
     @hookimpl
     def on_stream_event(self, event: StreamEvent) -> None:
-        if event.kind == api.SESSION:
-            session_id = event.data.get("session_id")
-            if session_id and session_id != event.turn.resume_id:
-                self.store.execute(
-                    "UPDATE sessions SET agent_session_id = ? WHERE chat = ? AND name = ?",
-                    (str(session_id), event.turn.chat.key, event.turn.session))
+        if session_id := event.new_agent_session:
+            self.store.execute(
+                "UPDATE sessions SET agent_session_id = ? WHERE chat = ? AND name = ?",
+                (session_id, event.turn.chat.key, event.turn.session))
         elif event.terminal and event.kind != api.INTERRUPTED:
-            cost = event.data.get("cost_usd")
             self.store.execute(
                 "UPDATE sessions SET state = CASE state WHEN 'ended' THEN 'ended' ELSE 'idle' END, "
                 "last_used = ?, last_cost = COALESCE(?, last_cost) WHERE chat = ? AND name = ?",
-                (self.clock.time(), cost if isinstance(cost, int | float) else None,
-                 event.turn.chat.key, event.turn.session))
+                (self.clock.time(), event.cost_usd, event.turn.chat.key, event.turn.session))
 
     @hookimpl
     def on_recover(self, recovery: Recovery) -> None:
