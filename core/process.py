@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
+import shutil
 import signal
 import sys
 from collections import deque
@@ -55,16 +55,20 @@ class AgentProcess:
     async def spawn(
         cls, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], marker: str
     ) -> AgentProcess:
-        """Start ``argv``; raises FileNotFoundError / PermissionError when it cannot run."""
+        """Start ``argv``; raises FileNotFoundError when its program cannot be found."""
+        full_env = agent_environment(env, marker)
+        program = resolve(argv[0], cwd, full_env)
+        if program is None:
+            raise FileNotFoundError(argv[0])
+        wrapper = [_SETPRIV, "--pdeathsig", "TERM", "--"] if _SETPRIV else []
         proc = await asyncio.create_subprocess_exec(
-            *argv,
+            *wrapper, program, *argv[1:],
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=cwd,
-            env=agent_environment(env, marker),
+            env=full_env,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
         process = cls(proc)
         process.marker = marker
@@ -131,23 +135,18 @@ class AgentProcess:
                 _kill(pid, signal.SIGKILL)
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux for SIGTERM when Cadenza dies (even by kill -9)."""
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+# Linux's parent-death signal, set by util-linux's setpriv just before it execs the agent:
+# a preexec_fn would do the same but forces fork() in a threaded process, which is unsafe.
+_SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 
 
-def _load_prctl() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_PR_SET_PDEATHSIG = 1
-_prctl = _load_prctl()
+def resolve(program: str, cwd: Path, env: Mapping[str, str]) -> str | None:
+    """The executable ``program`` names, as exec would find it from ``cwd`` with ``env``'s
+    PATH; None when there is none."""
+    if os.sep in program:
+        path = Path(program) if Path(program).is_absolute() else cwd / program
+        return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+    return shutil.which(program, path=env.get("PATH", os.defpath))
 
 
 def descendants(pid: int) -> list[int]:

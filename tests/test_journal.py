@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import agent_config, read_until, start
+from conftest import agent_config, gone, read_until, start
 
 BOOT = "[journal]\nboot_id_file = \"{boot}\"\n"
 
@@ -60,6 +60,9 @@ def test_crash_then_restart_resumes_the_turn_with_its_session(setup: dict) -> No
     read_until(first, "before the crash")
     first.send_signal(signal.SIGKILL)
     first.wait()
+    # Linux's parent-death signal takes the agent along with Cadenza
+    agent_pid = json.loads(setup["log"].read_text().splitlines()[-1])["pid"]
+    assert gone(agent_pid)
     (row,) = turns(setup)
     assert row["state"] == "running" and row["attempt"] == 1 and row["agent_session_id"]
 
