@@ -141,3 +141,12 @@ def test_an_unusable_state_directory_is_a_clear_error(run_cli, tmp_path: Path) -
     done = run_cli("run", "--state-dir", str(blocker / "state"), input="")
     assert done.returncode == 1 and "cannot use the state directory" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_shipped_plugins_toml_is_valid(run_cli, tmp_path: Path) -> None:
+    from conftest import ROOT
+
+    done = run_cli("doctor", "--config", str(ROOT / "plugins.toml"),
+                   "--state-dir", str(tmp_path / "state"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"configuration {ROOT / 'plugins.toml'} is valid" in done.stdout
