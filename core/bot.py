@@ -146,9 +146,7 @@ class Bot:
         if lane is None or not lane.busy:
             await self.notify(message.chat, "Nothing is running" + _in(session) + ".")
             return
-        dropped = await self.drop_queue(lane, "stopped with /stop")
-        if lane.runner is not None:
-            lane.runner.stop(events.CANCELLED, "stopped with /stop")
+        dropped = await self.stop_lane(lane, "stopped with /stop")
         tail = f"; {dropped} waiting prompt(s) dropped" if dropped else ""
         await self.notify(message.chat, "Stopping" + _in(session) + tail + ".")
 
@@ -196,16 +194,11 @@ class Bot:
             lane = self.lanes[key] = Lane(chat, session, self.default_agent)
         return lane
 
-    def new_turn(
-        self, chat: ChatRef, prompt: str, session: str = FOREGROUND, **fields: Any
-    ) -> Turn:
-        fields.setdefault("agent", self.lane(chat, session).agent)
-        return Turn(id=uuid.uuid4().hex[:12], chat=chat, prompt=prompt, session=session,
-                    created_at=self.clock.time(), **fields)
-
     async def submit(self, chat: ChatRef, prompt: str, session: str = FOREGROUND) -> Turn:
         """Accept a prompt for a chat's session: it runs now or after the turns ahead of it."""
-        turn = self.new_turn(chat, prompt, session)
+        turn = Turn(id=uuid.uuid4().hex[:12], chat=chat, prompt=prompt,
+                    agent=self.lane(chat, session).agent, session=session,
+                    created_at=self.clock.time())
         await self.enqueue(turn)
         return turn
 
@@ -249,13 +242,16 @@ class Bot:
             if runner.agent_session_id:
                 lane.resume_id = runner.agent_session_id
 
-    async def drop_queue(self, lane: Lane, reason: str) -> int:
-        """Cancel the turns waiting in a lane; each gets its terminal event."""
+    async def stop_lane(self, lane: Lane, reason: str) -> int:
+        """Cancel a conversation's running turn and the turns waiting behind it (each gets its
+        terminal event); the number of waiting turns dropped."""
         dropped = list(lane.queue)
         lane.queue.clear()
         for turn in dropped:
             event = StreamEvent(turn, 0, events.CANCELLED, reason, {"queued": True})
             await self.relay.call("on_stream_event", event=event)
+        if lane.runner is not None:
+            lane.runner.stop(events.CANCELLED, reason)
         return len(dropped)
 
     def stop_turn(self, turn_id: str, kind: str = events.CANCELLED, reason: str = "") -> bool:

@@ -206,9 +206,7 @@ class NamedSessions:
                            (chat.key, name))
         lane = bot.lanes.get((chat.key, name))
         if lane is not None:
-            await bot.drop_queue(lane, why)
-            if lane.runner is not None:
-                lane.runner.stop(api.CANCELLED, why)
+            await bot.stop_lane(lane, why)
             lane.resume_id = None
 
     async def cmd_sessions(self, bot: Bot, message: ChatMessage, args: str) -> None:

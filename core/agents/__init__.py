@@ -73,9 +73,6 @@ class CliAgent:
     def env(self) -> Mapping[str, str]:
         return self.extra_env
 
-    def installed(self) -> bool:
-        return shutil.which(self.binary) is not None
-
     def supports_resume(self) -> bool:
         return True
 
@@ -132,8 +129,8 @@ def choose_default(config: Config, agents: Mapping[str, Agent]) -> tuple[str, st
         return wanted, f"agent: {wanted} (set by [agent] default)"
     for name in AUTO_ORDER:
         agent = agents.get(name)
-        if agent is not None and shutil.which(agent.binary):
-            return name, f"agent: {name} (found {shutil.which(agent.binary)})"
+        if agent is not None and (found := shutil.which(agent.binary)):
+            return name, f"agent: {name} (found {found})"
     return "command", (
         "agent: command (neither claude nor codex is on PATH; each prompt runs through "
         "[agent] command — install an agent CLI or set [agent] default)"
