@@ -44,6 +44,20 @@ def agent_calls(setup: dict) -> list[list[str]]:
     return [json.loads(line)["argv"] for line in setup["log"].read_text().splitlines()]
 
 
+def run(setup: dict):
+    return start(["run"], setup["env"], setup["cwd"])
+
+
+def crash_during(setup: dict, prompt: str, needle: str) -> None:
+    """Start Cadenza, give it ``prompt``, and kill -9 it once ``needle`` was printed."""
+    proc = run(setup)
+    proc.stdin.write(prompt + "\n")
+    proc.stdin.flush()
+    read_until(proc, needle)
+    proc.kill()
+    proc.wait()
+
+
 def finish(proc) -> str:
     """Close Cadenza's stdin; it finishes what runs and exits."""
     out, err = proc.communicate(timeout=30)
@@ -53,7 +67,7 @@ def finish(proc) -> str:
 
 def test_crash_then_restart_resumes_the_turn_with_its_session(setup: dict) -> None:
     write_config(setup)
-    first = start(["run"], setup["env"], setup["cwd"])
+    first = run(setup)
     assert "Cadenza started" in read_until(first, "started")
     first.stdin.write("say before the crash; sleep 1.5; say after\n")
     first.stdin.flush()
@@ -66,7 +80,7 @@ def test_crash_then_restart_resumes_the_turn_with_its_session(setup: dict) -> No
     (row,) = turns(setup)
     assert row["state"] == "running" and row["attempt"] == 1 and row["agent_session_id"]
 
-    second = start(["run"], setup["env"], setup["cwd"])
+    second = run(setup)
     out = read_until(second, "✅ done")
     assert "after" in out
     assert "🔄 Cadenza restarted after a crash — down " in out
@@ -82,7 +96,7 @@ def test_crash_then_restart_resumes_the_turn_with_its_session(setup: dict) -> No
 
 def test_sigterm_then_start_says_restarted_and_resumes(setup: dict) -> None:
     write_config(setup, "[timeout]\nkill_grace = 0.5\n")
-    first = start(["run"], setup["env"], setup["cwd"])
+    first = run(setup)
     first.stdin.write("say working; sleep 1.5; say finished\n")
     first.stdin.flush()
     read_until(first, "working")
@@ -91,7 +105,7 @@ def test_sigterm_then_start_says_restarted_and_resumes(setup: dict) -> None:
     assert "⏸ interrupted" in out
     assert turns(setup)[0]["state"] == "interrupted"
 
-    second = start(["run"], setup["env"], setup["cwd"])
+    second = run(setup)
     out = read_until(second, "✅ done")
     assert "🔄 Cadenza restarted — down " in out and "finished" in out
     finish(second)
@@ -100,28 +114,21 @@ def test_sigterm_then_start_says_restarted_and_resumes(setup: dict) -> None:
 
 def test_changed_boot_id_says_reboot(setup: dict) -> None:
     write_config(setup)
-    finish(start(["run"], setup["env"], setup["cwd"]))
+    finish(run(setup))
     setup["boot"].write_text("boot-2\n")
-    out = finish(start(["run"], setup["env"], setup["cwd"]))
+    out = finish(run(setup))
     assert "🔄 Cadenza restarted after a reboot of the machine" in out
 
 
 def test_max_attempts_stops_a_replay_loop(setup: dict) -> None:
-    write_config(setup)
-    config = setup["cwd"] / "plugins.toml"
-    config.write_text(config.read_text() + "max_attempts = 1\n")
+    write_config(setup, "max_attempts = 1\n")
     prompt = "say crashing again; sleep 30"
-    first = start(["run"], setup["env"], setup["cwd"])
-    first.stdin.write(prompt + "\n")
-    first.stdin.flush()
-    read_until(first, "crashing again")
-    first.kill()
-    first.wait()
-    second = start(["run"], setup["env"], setup["cwd"])
+    crash_during(setup, prompt, "crashing again")
+    second = run(setup)
     read_until(second, "\ncrashing again")  # attempt 2 runs (the agent said so), and crashes
     second.kill()
     second.wait()
-    third = start(["run"], setup["env"], setup["cwd"])
+    third = run(setup)
     out = finish(third)
     assert "1 could not be resumed" in out
     assert "⚠️ your task was interrupted and will not be resumed (it was interrupted 2 times)" \
@@ -131,27 +138,20 @@ def test_max_attempts_stops_a_replay_loop(setup: dict) -> None:
 
 
 def test_max_age_reports_old_turns_without_resuming(setup: dict) -> None:
-    write_config(setup)
-    config = setup["cwd"] / "plugins.toml"
-    config.write_text(config.read_text() + "max_age = 0.5\n")
-    first = start(["run"], setup["env"], setup["cwd"])
-    first.stdin.write("say old; sleep 30\n")
-    first.stdin.flush()
-    read_until(first, "old")
-    first.kill()
-    first.wait()
+    write_config(setup, "max_age = 0.5\n")
+    crash_during(setup, "say old; sleep 30", "old")
     db = sqlite3.connect(setup["cwd"] / ".cadenza" / "state.db")
     db.execute("UPDATE journal_turns SET created_at = created_at - 60")
     db.commit()
     db.close()
-    out = finish(start(["run"], setup["env"], setup["cwd"]))
+    out = finish(run(setup))
     assert "will not be resumed (it is 1 min old)" in out
     assert len(agent_calls(setup)) == 1
 
 
 def test_queued_turns_are_resumed_in_order(setup: dict) -> None:
     write_config(setup)
-    first = start(["run"], setup["env"], setup["cwd"])
+    first = run(setup)
     first.stdin.write("say one; sleep 1\nsay two\nsay three\n")
     first.stdin.flush()
     seen = read_until(first, "2 turns ahead")
@@ -160,24 +160,17 @@ def test_queued_turns_are_resumed_in_order(setup: dict) -> None:
     first.kill()
     first.wait()
     assert [t["state"] for t in turns(setup)] == ["running", "queued", "queued"]
-    config = setup["cwd"] / "plugins.toml"
-    out = finish(start(["run"], setup["env"], setup["cwd"]))
+    out = finish(run(setup))
     assert "resuming 3 interrupted tasks" in out, out
     assert [t["state"] for t in turns(setup)] == ["completed"] * 3, out
     texts = [line for line in out.splitlines() if line in ("one", "two", "three")]
     assert texts == ["one", "two", "three"]
-    assert config.exists()
 
 
 def test_status_shows_runs_and_turns(setup: dict, run_cli) -> None:
     write_config(setup)
-    proc = start(["run"], setup["env"], setup["cwd"])
-    proc.stdin.write("say hi; sleep 1\n")
-    proc.stdin.flush()
-    read_until(proc, "hi")
-    proc.kill()
-    proc.wait()
-    finish(start(["run"], setup["env"], setup["cwd"]))
+    crash_during(setup, "say hi; sleep 1", "hi")
+    finish(run(setup))
     done = run_cli("status", "--json", env=setup["env"])
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
@@ -191,14 +184,14 @@ def test_damaged_database_is_kept_and_replaced(setup: dict) -> None:
     state = setup["cwd"] / ".cadenza"
     state.mkdir()
     (state / "state.db").write_bytes(b"this is not a database" * 100)
-    out = finish(start(["run"], setup["env"], setup["cwd"]))
+    out = finish(run(setup))
     assert "the state database was unreadable" in out
     assert list(state.glob("state.db.damaged-*"))
 
 
 def test_a_second_instance_is_refused(setup: dict, run_cli) -> None:
     write_config(setup)
-    first = start(["run"], setup["env"], setup["cwd"])
+    first = run(setup)
     read_until(first, "started")
     second = run_cli("run", input="", env=setup["env"])
     finish(first)
@@ -208,12 +201,10 @@ def test_a_second_instance_is_refused(setup: dict, run_cli) -> None:
 def test_kill_9_at_random_points_loses_no_turn(setup: dict) -> None:
     """50 turns, Cadenza killed at random moments until all are done: the database stays
     sound and every turn ends completed or abandoned, and each abandonment is reported."""
-    write_config(setup)
-    config = setup["cwd"] / "plugins.toml"
-    config.write_text(config.read_text() + "max_attempts = 3\n")
+    write_config(setup, "max_attempts = 3\n")
     rng = random.Random(7)
     prompts = [f"say turn {n}; sleep 0.02" for n in range(50)]
-    proc = start(["run"], setup["env"], setup["cwd"])
+    proc = run(setup)
     proc.stdin.write("".join(p + "\n" for p in prompts))
     proc.stdin.flush()
     read_until(proc, "49 turns ahead")
@@ -223,7 +214,7 @@ def test_kill_9_at_random_points_loses_no_turn(setup: dict) -> None:
         proc.kill()
         proc.wait()
         outputs.append(proc.stdout.read() if proc.stdout else "")
-        proc = start(["run"], setup["env"], setup["cwd"])
+        proc = run(setup)
     outputs.append(finish(proc))
     db = sqlite3.connect(setup["cwd"] / ".cadenza" / "state.db")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
