@@ -16,16 +16,19 @@ from core.agents import Agent, choose_default
 from core.agents.claude import ClaudeAgent
 from core.agents.codex import CodexAgent
 from core.agents.command import CommandAgent
-from core.bot import Bot
+from core.bot import Bot, Limits
 from core.clock import Clock, SystemClock
-from core.config import Config
+from core.config import Config, ConfigError
+from core.output import OUTPUTS_DIR, prune_outputs
 from core.plugins import PluginLoader, new_manager
 from core.relay import HookRelay
-from core.state import StateError, Store
+from core.secrets import install_redaction
+from core.state import StateError, Store, private_dir
 
 log = logging.getLogger("cadenza")
 
 LOCK_NAME = "cadenza.lock"
+KEEP_OUTPUTS = 7 * 86400.0  # seconds a whole answer sent as a file is kept
 CHECKPOINT_EVERY = 30.0  # seconds between WAL checkpoints, run in a worker thread
 HEALTH_STEPS = ["CREATE TABLE plugin_health (name TEXT PRIMARY KEY, problem TEXT, at REAL)"]
 
@@ -36,22 +39,47 @@ class CoreSettings:
     max_failures: int
     workdir: Path
     kill_grace: float
+    limits: Limits
+    max_output: int
 
     @classmethod
-    def from_config(cls, config: Config) -> CoreSettings:
+    def from_config(cls, config: Config, state_dir: Path) -> CoreSettings:
         core = config.settings("core")
-        core.reject_unknown(["hook_timeout", "max_failures"])
+        core.reject_unknown(["hook_timeout", "max_failures", "max_queued", "max_running",
+                             "max_output"])
         agent = config.settings("agent")
-        agent.reject_unknown(["default", "workdir", "command"])
-        workdir = Path(agent.string("workdir", "."))
-        if not workdir.is_absolute():
-            workdir = config.path.resolve().parent / workdir
+        agent.reject_unknown(["default", "workdir", "command", "run_as", "contain"])
         return cls(
             hook_timeout=core.number("hook_timeout", 10.0, minimum=0.001),
             max_failures=int(core.number("max_failures", 5, minimum=1)),
-            workdir=workdir,
+            workdir=agent_workdir(config, state_dir),
             kill_grace=config.settings("timeout").number("kill_grace", 5.0, minimum=0),
+            limits=Limits(max_queued=int(core.number("max_queued", 20, minimum=1)),
+                          max_running=int(core.number("max_running", 10, minimum=1))),
+            max_output=int(core.number("max_output", 1_000_000, minimum=1000)),
         )
+
+
+DEFAULT_WORKDIR = "workspace"
+
+
+def agent_workdir(config: Config, state_dir: Path) -> Path:
+    """Where agents run: ``[agent] workdir``, relative to plugins.toml's folder.
+
+    Never a folder holding the config or the state: an agent may write anything in its
+    working directory, and must not be able to change who may use the bot, its own arguments
+    or the journal of turns that run at the next start.
+    """
+    settings = config.settings("agent")
+    base = config.path.resolve().parent
+    workdir = (base / settings.string("workdir", DEFAULT_WORKDIR)).resolve()
+    for what, path in (("the config file", config.path), ("the state directory", state_dir)):
+        path = path.resolve()
+        if path == workdir or workdir in path.parents:
+            raise settings.error(
+                "workdir", f"{workdir} holds {what} ({path}): an agent could rewrite it. Use "
+                "a folder of its own, such as the project the agent works on")
+    return workdir
 
 
 def builtin_agents(config: Config) -> dict[str, Agent]:
@@ -67,11 +95,13 @@ def instance_lock(state_dir: Path) -> Iterator[None]:
     """One Cadenza per state directory. flock is released by the kernel when the process
     dies, so a crash can never leave it stuck."""
     path = state_dir / LOCK_NAME
+    private_dir(state_dir)
     try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+")  # noqa: SIM115 - closed by the with below
+        # never through a symbolic link planted in its place, and private like the database
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        handle = os.fdopen(fd, "r+")
     except OSError as exc:
-        raise StateError(f"cannot use the state directory {state_dir}: {exc}") from None
+        raise StateError(f"cannot use the lock file {path}: {exc}") from None
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -100,7 +130,7 @@ class App:
         self.config = config
         self.state_dir = state_dir
         self.clock = clock or SystemClock()
-        self.settings = CoreSettings.from_config(config)
+        self.settings = CoreSettings.from_config(config, state_dir)
         self.extra_plugins: dict[str, object] = {}
         self.store: Store | None = None
         self.relay: HookRelay | None = None
@@ -112,6 +142,7 @@ class App:
         self.extra_plugins[name] = plugin
 
     async def start(self) -> Bot:
+        install_redaction()
         self.store = store = Store.in_dir(self.state_dir)
         store.migrate("core", HEALTH_STEPS)
         store.execute("DELETE FROM plugin_health")
@@ -135,13 +166,34 @@ class App:
             {agent.name: agent}))
         default_agent, why = choose_default(self.config, agents)
         log.info(why)
-        self.bot = bot = Bot(relay, agents, default_agent, self.clock,
-                             workdir=self.settings.workdir, kill_grace=self.settings.kill_grace)
+        workdir = self.settings.workdir
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(f"cannot create the agents' working directory {workdir}: "
+                             f"{exc}") from None
+        self.bot = bot = Bot(relay, agents, default_agent, self.clock, workdir=workdir,
+                             kill_grace=self.settings.kill_grace, limits=self.settings.limits,
+                             max_output=self.settings.max_output, state_dir=self.state_dir)
         await relay.call("register_commands", register=bot.add_command)
         await relay.call("on_start", bot=bot)
         await relay.call("on_ready", bot=bot)
         self._maintenance = asyncio.ensure_future(self._checkpoints(store))
+        prune_outputs(self.state_dir / OUTPUTS_DIR, KEEP_OUTPUTS)
         return bot
+
+    async def reload(self) -> None:
+        """SIGHUP: read plugins.toml again and hand it to the plugins (allowlists change
+        without a restart). A file that no longer parses is logged; nothing changes then."""
+        if self.relay is None:
+            return
+        try:
+            config = Config.load(self.config.path)
+        except ConfigError as exc:
+            log.error("SIGHUP: %s is not valid, nothing reloaded: %s", self.config.path, exc)
+            return
+        log.info("SIGHUP: reloading %s", self.config.path)
+        await self.relay.call("on_config_reload", config=config)
 
     async def _checkpoints(self, store: Store) -> None:
         while True:
@@ -167,6 +219,7 @@ class App:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
             try:
                 bot = await self.start()
                 signalled = asyncio.ensure_future(stop.wait())
@@ -177,6 +230,6 @@ class App:
                 log.info("stopping")
             finally:
                 await self.stop()
-                for sig in (signal.SIGTERM, signal.SIGINT):
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
         return 0

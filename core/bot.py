@@ -24,11 +24,14 @@ from core.agents.summary import compact
 from core.clock import Clock
 from core.events import FOREGROUND, ChatMessage, ChatRef, Notice, StreamEvent, Turn
 from core.formatting import duration, footer
+from core.output import OUTPUTS_DIR, OutputCap
 from core.process import stop_marked
 from core.relay import HookRelay
+from core.text import storable
 from core.turns import TurnRunner
 
 log = logging.getLogger("cadenza.bot")
+REFUSAL_LOG_EVERY = 60.0  # seconds between log lines about one user's refused messages
 
 CommandHandler = Callable[["Bot", ChatMessage, str], Awaitable[None] | None]
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]+)(?:@\S+)?(?:\s+(.*))?$", re.DOTALL)
@@ -42,6 +45,14 @@ class Command:
     usage: str = ""
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one chat, and the whole bot, may have waiting or running (``[core]``)."""
+
+    max_queued: int = 20  # prompts waiting per chat
+    max_running: int = 10  # agents running at once; more turns wait for a free one
+
+
 @dataclass
 class Lane:
     """One conversation: a chat's foreground session or one of its named sessions."""
@@ -53,7 +64,7 @@ class Lane:
     runner: TurnRunner | None = None
     task: asyncio.Task[None] | None = None
     resume_id: str | None = None  # the agent-side session the next turn continues
-    last: StreamEvent | None = None  # the last turn's terminal event
+    last: str = ""  # how the last turn ended, for /status
 
     @property
     def busy(self) -> bool:
@@ -70,8 +81,15 @@ class Bot:
         *,
         workdir: Path,
         kill_grace: float,
+        limits: Limits | None = None,
+        max_output: int = 1_000_000,
+        state_dir: Path | None = None,
     ) -> None:
         self.relay = relay
+        self.limits = limits or Limits()
+        self.max_output = max_output
+        # whole answers over max_output, sent to the chat as files
+        self.outputs_dir = (state_dir or workdir / ".cadenza") / OUTPUTS_DIR
         self.agents = dict(agents)
         self.default_agent = default_agent
         self.clock = clock
@@ -81,7 +99,10 @@ class Bot:
         self.commands: dict[str, Command] = {}
         self.lanes: dict[tuple[str, str], Lane] = {}
         self.runners: dict[str, TurnRunner] = {}
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()  # lanes waiting for an agent
+        self._slots_used = 0  # agents running or about to, at most limits.max_running
         self.stop_requested = asyncio.Event()  # set by a frontend that is done (console EOF)
+        self._refusal_logged: dict[tuple[str, str], float] = {}
         for name, handler, text in (
             ("stop", Bot._cmd_stop, "cancel the running turn (and what waits behind it)"),
             ("new", Bot._cmd_new, "start a fresh conversation"),
@@ -107,10 +128,15 @@ class Bot:
                               "it was logged.", kind="error")
 
     async def _handle(self, message: ChatMessage) -> None:
-        veto = await self.relay.first("on_inbound_message", message=message)
+        message = replace(message, text=storable(message.text),
+                          user_name=storable(message.user_name))
+        if self.relay.disabled(message.chat.frontend):
+            # a frontend switched off for failing has lost its veto: nothing gets in
+            self._refused(message, f"the {message.chat.frontend} plugin is switched off")
+            return
+        veto = await self.relay.veto("on_inbound_message", message=message)
         if veto is not None:
-            log.info("refused a message from user %s in %s: %s",
-                     message.user_id, message.chat.key, veto)
+            self._refused(message, veto)
             return
         text = message.text.strip()
         if not text:
@@ -127,7 +153,18 @@ class Bot:
             # "@NAME PROMPT" is the short form of "/session NAME PROMPT"
             await self._run_command(message, "session", text[1:])
             return
-        await self.submit(message.chat, message.text)
+        await self.submit(message.chat, message.text, user_id=message.user_id)
+
+    def _refused(self, message: ChatMessage, why: str) -> None:
+        # at most one log line a minute per user: a flood of refused messages is no log flood
+        key = (message.chat.frontend, message.user_id)
+        now = self.clock.monotonic()
+        if now - self._refusal_logged.get(key, -REFUSAL_LOG_EVERY) >= REFUSAL_LOG_EVERY:
+            self._refusal_logged[key] = now
+            if len(self._refusal_logged) > 10_000:
+                self._refusal_logged.clear()
+            log.info("refused a message from user %s in %s: %s",
+                     message.user_id, message.chat.key, why)
 
     async def _run_command(self, message: ChatMessage, name: str, args: str) -> None:
         command = self.commands.get(name)
@@ -178,8 +215,8 @@ class Bot:
                              f"{compact(runner.turn.prompt, 60)}")
             if lane.queue:
                 lines.append(f"{name}{len(lane.queue)} waiting")
-            if lane.runner is None and lane.last is not None:
-                lines.append(f"{name}last turn {lane.last.kind}" + footer(lane.last))
+            if lane.runner is None and lane.last:
+                lines.append(name + lane.last)
         if not lines:
             lines.append("Nothing is running.")
         lines.append(f"Agent: {self.default_agent}.")
@@ -194,13 +231,26 @@ class Bot:
             lane = self.lanes[key] = Lane(chat, session, self.default_agent)
         return lane
 
-    async def submit(self, chat: ChatRef, prompt: str, session: str = FOREGROUND) -> Turn:
-        """Accept a prompt for a chat's session: it runs now or after the turns ahead of it."""
-        turn = Turn(id=uuid.uuid4().hex[:12], chat=chat, prompt=prompt,
+    async def submit(
+        self, chat: ChatRef, prompt: str, session: str = FOREGROUND, *, user_id: str = ""
+    ) -> Turn | None:
+        """Accept a prompt of ``user_id`` for a chat's session: it runs now or after the turns
+        ahead of it. None when the chat already has ``max_queued`` prompts waiting (it is told)."""
+        waiting = self.waiting(chat)
+        if waiting >= self.limits.max_queued:
+            await self.notify(chat, f"{waiting} prompts are already waiting here, the most "
+                              "this chat may queue; send it again when one has run (/status "
+                              "shows them, /stop drops them).", kind="error")
+            return None
+        turn = Turn(id=uuid.uuid4().hex[:12], chat=chat, prompt=storable(prompt),
                     agent=self.lane(chat, session).agent, session=session,
-                    created_at=self.clock.time())
+                    created_at=self.clock.time(), user_id=user_id)
         await self.enqueue(turn)
         return turn
+
+    def waiting(self, chat: ChatRef) -> int:
+        """How many prompts wait in the chat's conversations (not counting running turns)."""
+        return sum(len(lane.queue) for lane in self.lanes.values() if lane.chat == chat)
 
     async def enqueue(self, turn: Turn, *, announce: bool = True) -> None:
         """Accept a prepared turn (a new prompt, or a recovered one with its attempt number)."""
@@ -219,28 +269,79 @@ class Bot:
             lane.task = asyncio.ensure_future(self._pump(lane))
 
     async def _pump(self, lane: Lane) -> None:
-        while lane.queue and self.accepting:
-            turn = lane.queue.popleft()
-            if turn.resume_id is None and lane.resume_id and turn.agent == lane.agent:
-                turn = replace(turn, resume_id=lane.resume_id)
-            agent = self.agents.get(turn.agent)
-            if agent is None:
-                agent = self.agents[self.default_agent]
-                turn = replace(turn, agent=agent.name, resume_id=None)
-            if not agent.supports_resume():
-                turn = replace(turn, resume_id=None)
-            runner = TurnRunner(turn, agent, self.relay, self.clock,
-                                workdir=self.workdir, kill_grace=self.kill_grace)
-            lane.runner = self.runners[turn.id] = runner
-            try:
-                lane.last = await runner.run()
-            except Exception:
-                log.exception("turn %s failed inside Cadenza", turn.id)
-            finally:
-                lane.runner = None
-                del self.runners[turn.id]
-            if runner.agent_session_id:
-                lane.resume_id = runner.agent_session_id
+        try:
+            while lane.queue and self.accepting:
+                await self._take_slot(lane)
+                try:
+                    if lane.queue and self.accepting:
+                        await self._run_next(lane)
+                finally:
+                    self._give_slot()
+        finally:
+            if not lane.queue and lane.resume_id is None:
+                # nothing to continue: an idle lane costs memory for every chat ever seen
+                self.lanes.pop((lane.chat.key, lane.session), None)
+
+    async def _take_slot(self, lane: Lane) -> None:
+        """Wait for one of the ``max_running`` agent slots, first come first served; the chat
+        is told its place when it has to wait."""
+        if self._slots_used < self.limits.max_running and not self._slot_waiters:
+            self._slots_used += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._slot_waiters.append(waiter)
+        ahead = len(self._slot_waiters) - 1
+        await self.notify(lane.chat, f"All {self.limits.max_running} agents are busy; this "
+                          f"turn starts when one is free ({ahead} ahead of it).",
+                          kind="queued", ahead=ahead)
+        try:
+            await waiter  # the slot is handed over: _slots_used already counts it
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._give_slot()
+            else:
+                self._slot_waiters.remove(waiter)
+            raise
+
+    def _give_slot(self) -> None:
+        while self._slot_waiters:
+            waiter = self._slot_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._slots_used -= 1
+
+    async def _run_next(self, lane: Lane) -> None:
+        turn = lane.queue.popleft()
+        if not await self.relay.allowed("authorize", chat=turn.chat, user_id=turn.user_id):
+            # the sender was removed from the allowlist (or its frontend is gone) meanwhile
+            event = StreamEvent(turn, 0, events.CANCELLED, "not run: the sender is no longer "
+                                "allowed to use this bot", {"refused": True})
+            await self.relay.call("on_stream_event", event=event)
+            return
+        if turn.resume_id is None and lane.resume_id and turn.agent == lane.agent:
+            turn = replace(turn, resume_id=lane.resume_id)
+        agent = self.agents.get(turn.agent)
+        if agent is None:
+            agent = self.agents[self.default_agent]
+            turn = replace(turn, agent=agent.name, resume_id=None)
+        if not agent.supports_resume():
+            turn = replace(turn, resume_id=None)
+        output = OutputCap(turn.id, self.max_output, self.outputs_dir)
+        runner = TurnRunner(turn, agent, self.relay, self.clock, workdir=self.workdir,
+                            kill_grace=self.kill_grace, output=output)
+        lane.runner = self.runners[turn.id] = runner
+        try:
+            result = await runner.run()
+            lane.last = f"last turn {result.kind}" + footer(result)
+        except Exception:
+            log.exception("turn %s failed inside Cadenza", turn.id)
+        finally:
+            output.close()
+            lane.runner = None
+            del self.runners[turn.id]
+        if runner.agent_session_id:
+            lane.resume_id = runner.agent_session_id
 
     async def stop_lane(self, lane: Lane, reason: str) -> int:
         """Cancel a conversation's running turn and the turns waiting behind it (each gets its
@@ -277,6 +378,10 @@ class Bot:
     async def shutdown(self) -> None:
         """Stop taking messages and interrupt running turns; the journal resumes them later."""
         self.accepting = False
+        for waiter in self._slot_waiters:
+            if not waiter.done():
+                waiter.set_result(None)  # the lane wakes, sees it must stop, gives it back
+        self._slot_waiters.clear()
         for runner in list(self.runners.values()):
             runner.stop(events.INTERRUPTED, "Cadenza is shutting down; this turn resumes "
                         "when it starts again")

@@ -23,6 +23,7 @@ from core.clock import SystemClock
 from core.config import Config, ConfigError, did_you_mean, resolve_paths
 from core.plugins import PluginLoader, discover, new_manager
 from core.relay import HookRelay
+from core.secrets import install_redaction, redact
 from core.state import DB_NAME, StateError, Store
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -67,10 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args, config_path, state_dir))
     except ConfigError as exc:
-        print(f"cadenza: configuration error: {exc}", file=sys.stderr)
+        print(redact(f"cadenza: configuration error: {exc}"), file=sys.stderr)
         return EXIT_USAGE
     except StateError as exc:
-        print(f"cadenza: {exc}", file=sys.stderr)
+        print(redact(f"cadenza: {exc}"), file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_ERROR
@@ -85,6 +86,7 @@ def cmd_run(args: argparse.Namespace, config_path: Path, state_dir: Path) -> int
     # aiogram and discord.py are chatty at INFO; their warnings still show
     for noisy in ("aiogram", "discord", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    install_redaction()
     config = Config.load(config_path)
     if not config.exists:
         logging.getLogger("cadenza").info(
@@ -108,13 +110,15 @@ def use_pidfd_child_watcher() -> None:
 # --- plugins ---------------------------------------------------------------------
 
 
-def load_plugins(config: Config, store: Store) -> tuple[PluginLoader, HookRelay]:
+def load_plugins(
+    config: Config, store: Store, state_dir: Path
+) -> tuple[PluginLoader, HookRelay]:
     """Load the enabled plugins without starting them, for the inspection commands."""
-    settings = CoreSettings.from_config(config)
+    settings = CoreSettings.from_config(config, state_dir)
     pm = new_manager()
     relay = HookRelay(pm, timeout=settings.hook_timeout, max_failures=settings.max_failures)
     loader = PluginLoader(config, pm, relay)
-    loader.load_all(store=store, clock=SystemClock(), state_dir=store.path.parent, strict=False)
+    loader.load_all(store=store, clock=SystemClock(), state_dir=state_dir, strict=False)
     return loader, relay
 
 
@@ -133,7 +137,7 @@ def last_run_health(state_dir: Path) -> dict[str, str]:
 def cmd_plugins_list(args: argparse.Namespace, config_path: Path, state_dir: Path) -> int:
     config = Config.load(config_path)
     store = Store(Path(":memory:"))
-    loader, _ = load_plugins(config, store)
+    loader, _ = load_plugins(config, store, state_dir)
     failing = last_run_health(state_dir)
     rows = []
     for record in sorted(loader.records.values(), key=lambda r: r.name):
@@ -204,7 +208,7 @@ def cmd_status(args: argparse.Namespace, config_path: Path, state_dir: Path) -> 
     if (state_dir / DB_NAME).exists():
         store = Store(state_dir / DB_NAME)
         try:
-            _, relay = load_plugins(config, store)
+            _, relay = load_plugins(config, store, state_dir)
             for section in asyncio.run(relay.call("report_status")):
                 report.update(section)
         finally:
@@ -213,7 +217,7 @@ def cmd_status(args: argparse.Namespace, config_path: Path, state_dir: Path) -> 
         report["note"] = "no state yet: cadenza has not run with this state directory"
     report["plugin_problems"] = last_run_health(state_dir)
     if args.json:
-        print(json.dumps(report, indent=2, default=str))
+        print(redact(json.dumps(report, indent=2, default=str)))
     else:
         print_report(report)
     return EXIT_OK
@@ -224,13 +228,14 @@ def print_report(report: dict[str, Any]) -> None:
         if isinstance(value, list):
             print(f"{section}: {len(value)}")
             for row in value:
-                print("  " + "  ".join(f"{k}={v}" for k, v in row.items() if v is not None))
+                print(redact("  " + "  ".join(f"{k}={v}" for k, v in row.items()
+                                              if v is not None)))
         elif isinstance(value, dict):
             print(f"{section}:" + ("" if value else " none"))
             for key, item in value.items():
-                print(f"  {key}: {item}")
+                print(redact(f"  {key}: {item}"))
         else:
-            print(f"{section}: {value}")
+            print(redact(f"{section}: {value}"))
 
 
 def cmd_doctor(args: argparse.Namespace, config_path: Path, state_dir: Path) -> int:
@@ -239,7 +244,7 @@ def cmd_doctor(args: argparse.Namespace, config_path: Path, state_dir: Path) -> 
     checks.append((True, f"configuration {config_path} is valid" if config.exists
                    else f"no {config_path}: the embedded defaults apply"))
     store = Store(Path(":memory:"))
-    loader, relay = load_plugins(config, store)
+    loader, relay = load_plugins(config, store, state_dir)
     bad_config = False
     for record in loader.records.values():
         if record.error:
@@ -250,7 +255,7 @@ def cmd_doctor(args: argparse.Namespace, config_path: Path, state_dir: Path) -> 
     checks.extend(agent_checks(config))
     checks.append(state_dir_check(state_dir))
     for ok, message in checks:
-        print({True: "✓ ", False: "✗ ", None: "– "}[ok] + message)
+        print({True: "✓ ", False: "✗ ", None: "– "}[ok] + redact(message))
     if bad_config:
         return EXIT_USAGE
     return EXIT_OK if all(ok is not False for ok, _ in checks) else EXIT_ERROR

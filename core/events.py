@@ -76,6 +76,7 @@ class Turn:
     attempt: int = 1
     resume_id: str | None = None  # the agent-side session id to continue, if any
     created_at: float = 0.0  # wall-clock seconds since the epoch
+    user_id: str = ""  # who sent the prompt: re-checked before a queued or resumed turn runs
 
 
 @dataclass(frozen=True, slots=True)

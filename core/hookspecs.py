@@ -18,8 +18,10 @@ import pluggy
 
 if TYPE_CHECKING:
     from core.bot import Bot
+    from core.config import Config
     from core.events import (
         ChatMessage,
+        ChatRef,
         Lifecycle,
         Notice,
         Recovery,
@@ -100,8 +102,27 @@ def on_inbound_message(message: ChatMessage) -> str | None:
     """Veto an inbound message before it reaches any command or agent.
 
     Return a reason (str) to refuse it, or None to let it through. Stops at the first
-    non-None result. Frontends enforce their allowlists here.
+    non-None result. Frontends enforce their allowlists here (and at their own ingress).
+    Fails closed: an implementation that raises or times out refuses the message.
     """
+
+
+@hookspec(firstresult=True)
+def authorize(chat: ChatRef, user_id: str) -> bool | None:
+    """May ``user_id`` run turns in ``chat`` now? The frontend owning ``chat`` answers True or
+    False; every other plugin returns None.
+
+    Asked before a queued or resumed turn starts, so a user removed from an allowlist (and a
+    SIGHUP or restart) stops their waiting and interrupted work. Fails closed: anything but
+    True — no answer, an exception, a time-out, the frontend switched off — refuses.
+    """
+
+
+@hookspec
+def on_config_reload(config: Config) -> None:
+    """``plugins.toml`` was read again (SIGHUP): take the settings that can change while
+    running, such as allowlists, from ``config.settings(name)``. A bad new value is logged and
+    the old one kept; the plugin switches themselves need a restart."""
 
 
 # --- Turns ----------------------------------------------------------------------------

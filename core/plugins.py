@@ -22,6 +22,7 @@ from core import hookspecs
 from core.clock import Clock
 from core.config import Config, ConfigError, Settings, did_you_mean
 from core.relay import HookRelay
+from core.secrets import redact
 from core.state import Store
 
 ENTRY_POINT_GROUP = "cadenza"
@@ -163,11 +164,11 @@ class PluginLoader:
         except ConfigError as exc:
             if strict:
                 raise  # a plugin refusing its settings is the operator's error: exit code 2
-            record.error = f"configuration error: {exc}"
+            record.error = redact(f"configuration error: {exc}")
             record.config_error = True
             return
         except Exception as exc:  # any failure of third-party code is reported, never fatal
-            record.error = f"{type(exc).__name__}: {exc}"
+            record.error = redact(f"{type(exc).__name__}: {exc}")
             logging.getLogger("cadenza.plugins").error(
                 "plugin %s (%s) failed to load: %s", record.name, record.source, record.error
             )

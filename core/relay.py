@@ -17,7 +17,10 @@ from typing import Any
 
 import pluggy
 
+from core.secrets import redact
+
 log = logging.getLogger("cadenza.hooks")
+_FAILED: Any = object()  # what ``_call_one`` returns for an implementation that failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,7 @@ class HookRelay:
         results = []
         for impl in self.implementations(hook):
             value = await self._call_one(hook, impl, kwargs)
-            if value is not None:
+            if value is not None and value is not _FAILED:
                 results.append(value)
         return results
 
@@ -76,9 +79,35 @@ class HookRelay:
         """Call implementations until one returns something other than None (``firstresult``)."""
         for impl in self.implementations(hook):
             value = await self._call_one(hook, impl, kwargs)
-            if value is not None:
+            if value is not None and value is not _FAILED:
                 return value
         return None
+
+    async def veto(self, hook: str, **kwargs: Any) -> str | None:
+        """A firstresult veto that fails closed: the first reason given, or a refusal naming
+        the plugin whose implementation raised or timed out; None lets it through."""
+        for impl in self.implementations(hook):
+            value = await self._call_one(hook, impl, kwargs)
+            if value is _FAILED:
+                return f"refused because plugin {impl.plugin} failed to check it"
+            if value is not None:
+                return str(value)
+        return None
+
+    async def allowed(self, hook: str, **kwargs: Any) -> bool:
+        """A firstresult permission that fails closed: True only when the first answer is
+        exactly True; no answer, False, an exception or a time-out all refuse."""
+        for impl in self.implementations(hook):
+            value = await self._call_one(hook, impl, kwargs)
+            if value is _FAILED:
+                return False
+            if value is not None:
+                return value is True
+        return False
+
+    def disabled(self, plugin: str) -> bool:
+        """Whether ``plugin`` was switched off for failing too often."""
+        return plugin in self._disabled
 
     def fire(self, hook: str, **kwargs: Any) -> None:
         """Call every implementation in the background, each in its own task: for callers
@@ -105,7 +134,7 @@ class HookRelay:
                 value = await self._bounded(value)
         except (Exception, TimeoutError) as exc:
             self._failed(hook, impl.plugin, exc)
-            return None
+            return _FAILED
         if impl.plugin in self._failures:
             del self._failures[impl.plugin]
         return value
@@ -137,7 +166,7 @@ class HookRelay:
             self.invalidate()
             problem = f"switched off after {count} failures in a row; last: {problem}"
             log.error("plugin %s %s", plugin, problem)
-        self.health[plugin] = problem
+        self.health[plugin] = problem = redact(problem)
         if self.on_health_change:
             self.on_health_change(plugin, problem)
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +26,36 @@ class StateError(Exception):
     """The state directory or database cannot be used."""
 
 
+def private_dir(path: Path) -> None:
+    """Create ``path`` as a directory only its owner can enter, or check that it is one: it
+    holds the journal (prompts, and turns that run at the next start) and the lock."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.stat()
+        if info.st_uid != os.getuid():
+            raise StateError(f"the state directory {path} belongs to uid {info.st_uid}, not to "
+                             f"this user (uid {os.getuid()}); use a directory of your own")
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            os.chmod(path, 0o700)
+            log.warning("made the state directory %s private (mode 0700)", path)
+    except OSError as exc:
+        raise StateError(f"cannot use the state directory {path}: {exc}") from None
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` readable and writable by its owner only (or tighten it), refusing to
+    follow a symbolic link planted in its place."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise StateError(f"cannot use {path}: {exc}") from None
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 class Store:
     def __init__(self, path: Path, *, readonly: bool = False):
         self.path = path
@@ -33,10 +65,8 @@ class Store:
     @classmethod
     def in_dir(cls, state_dir: Path, *, readonly: bool = False) -> Store:
         if not readonly:
-            try:
-                state_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StateError(f"cannot create state directory {state_dir}: {exc}") from None
+            private_dir(state_dir)
+            private_file(state_dir / DB_NAME)  # SQLite gives its -wal and -shm the same mode
         return cls(state_dir / DB_NAME, readonly=readonly)
 
     def _open(self, readonly: bool) -> sqlite3.Connection:

@@ -16,6 +16,7 @@ from core import events
 from core.agents import Agent, failure_text
 from core.clock import Clock
 from core.events import StreamEvent, Turn
+from core.output import OutputCap
 from core.process import AgentProcess
 from core.relay import HookRelay
 
@@ -38,8 +39,10 @@ class TurnRunner:
         *,
         workdir: Path,
         kill_grace: float,
+        output: OutputCap | None = None,
     ) -> None:
         self.turn = turn
+        self.output = output
         self.agent = agent
         self.relay = relay
         self.clock = clock
@@ -100,6 +103,11 @@ class TurnRunner:
         if self._stop_kind is not None:
             kind, text = self._stop_kind, self._stop_reason
             data = {**data, **self._stop_data}
+        if self.output is not None:
+            tail, capped = self.output.finish()
+            if tail:
+                await self.emit(events.TEXT, tail, {"tail": True})
+            data = {**data, **capped}
         data = {**data, "elapsed": self.elapsed, "agent_session_id": self.agent_session_id}
         self.result = StreamEvent(self.turn, self._seq, kind, text, data)
         self._seq += 1
@@ -154,7 +162,7 @@ class TurnRunner:
         return kind, text, data
 
     async def _read(self, process: AgentProcess, parser: Any) -> None:
-        feed, clock = parser.feed, self.clock
+        feed, clock, output = parser.feed, self.clock, self.output
         async for line in process.lines():
             self.last_output_at = clock.monotonic()
             try:
@@ -167,7 +175,22 @@ class TurnRunner:
                     self.agent_session_id = str(data["session_id"])
                 elif text and kind != events.THINKING:
                     self.last_output = text
+                if kind == events.TEXT and output is not None:
+                    was_capped = output.capped
+                    text = output.take(text)
+                    if text:
+                        await self.emit(kind, text, data)
+                    if output.capped and not was_capped:
+                        await self.emit(events.NOTICE, _capped_text(output),
+                                        {"output_capped": True})
+                    continue
                 await self.emit(kind, text, data)
+
+
+def _capped_text(output: OutputCap) -> str:
+    head, whole = output.head_limit / 1000, (output.head_limit + output.tail_limit) / 1000
+    return (f"The answer passed {head:,.0f} KB: the rest is shown when the turn ends (if it "
+            f"is longer than {whole:,.0f} KB, its end, with the whole answer as a file).")
 
 
 MAX_ARG = 128 * 1024  # Linux's limit on one command-line argument (MAX_ARG_STRLEN)

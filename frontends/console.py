@@ -49,7 +49,8 @@ class ConsoleFrontend:
         self._reader: asyncio.Task[None] | None = None
         self._line_open = False  # the last thing written ended mid-line
         self._writing_turn: str | None = None
-        self._shown: dict[str, str] = {}  # turn id → text shown, to avoid repeating errors
+        # turn id → the text chunks shown, so the outcome line does not repeat an error
+        self._shown: dict[str, list[str]] = {}
 
     # --- input ------------------------------------------------------------------
 
@@ -126,7 +127,7 @@ class ConsoleFrontend:
                 text = re.sub(r"\n(?=[^\n])", "\n" + label, text)
             self._write(text)
             self._line_open = not event.text.endswith("\n")
-            self._shown[turn.id] = self._shown.get(turn.id, "") + event.text
+            self._shown.setdefault(turn.id, []).append(event.text)
         elif kind == api.TOOL_USE:
             self._say(f"{label}⚙ {event.text}")
         elif kind == api.TOOL_RESULT:
@@ -134,12 +135,20 @@ class ConsoleFrontend:
             self._say(f"{label}  {mark} {event.text}")
         elif kind in (api.NOTICE, api.ERROR):
             self._say(f"{label}! {event.text}")
-            self._shown[turn.id] = self._shown.get(turn.id, "") + event.text
+            self._shown.setdefault(turn.id, []).append(event.text)
         elif kind.startswith("timeout_"):
             if event.text:
                 self._say(f"{label}{event.text}")
         elif event.terminal:
-            self._say(label + outcome_text(event, self._shown.pop(turn.id, "")))
+            shown = "".join(self._shown.pop(turn.id, ()))
+            self._say(label + outcome_text(event, shown))
+            if event.data.get("output_file"):
+                self._say(f"{label}The whole answer is in {event.data['output_file']}")
+
+    @hookimpl
+    def authorize(self, chat: ChatRef, user_id: str) -> bool | None:
+        # whoever can type into this terminal runs the agent already
+        return True if chat.frontend == CHAT.frontend else None
 
     @hookimpl
     def on_timeout_warning(self, warning: TimeoutWarning) -> None:

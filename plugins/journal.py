@@ -61,6 +61,8 @@ MIGRATIONS = [
     CREATE INDEX journal_turns_open ON journal_turns (state, created_at);
     CREATE INDEX journal_turns_recent ON journal_turns (created_at)
     """,
+    # who sent each prompt: a resumed turn is re-checked against the allowlist
+    "ALTER TABLE journal_turns ADD COLUMN user_id TEXT NOT NULL DEFAULT ''",
 ]
 
 
@@ -178,6 +180,7 @@ class RecoveryJournal:
                 id=row["id"], chat=ChatRef.from_key(row["chat"]), prompt=row["prompt"],
                 agent=row["agent"], session=row["session"], attempt=row["attempt"],
                 resume_id=row["agent_session_id"], created_at=row["created_at"],
+                user_id=row["user_id"],
             )
             age = now - row["created_at"]
             attempt = row["attempt"] + (1 if row["started_at"] is not None else 0)
@@ -229,12 +232,13 @@ class RecoveryJournal:
             return
         self.store.execute(
             "INSERT INTO journal_turns (id, chat, session, prompt, agent, agent_session_id, "
-            "attempt, state, created_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?) "
+            "attempt, state, created_at, run_id, user_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?) "
             # a resumed turn keeps its original prompt and creation time
             "ON CONFLICT(id) DO UPDATE SET state = 'queued', attempt = excluded.attempt, "
             "run_id = excluded.run_id",
             (turn.id, turn.chat.key, turn.session, turn.prompt, turn.agent, turn.resume_id,
-             turn.attempt, turn.created_at, self.run_id))
+             turn.attempt, turn.created_at, self.run_id, turn.user_id))
 
     @hookimpl
     def on_turn_start(self, turn: Turn) -> None:

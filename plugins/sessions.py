@@ -61,8 +61,9 @@ MIGRATIONS = [
 class NamedSessions:
     def __init__(self, context: PluginContext) -> None:
         settings = context.settings
-        settings.reject_unknown(["idle_timeout"])
+        settings.reject_unknown(["idle_timeout", "max_per_chat"])
         self.idle_timeout = settings.number("idle_timeout", 7 * 86400, minimum=0.01)
+        self.max_per_chat = int(settings.number("max_per_chat", 50, minimum=1))
         self.store = context.store
         self.clock = context.clock
         self.log = context.log
@@ -163,11 +164,22 @@ class NamedSessions:
             return
         row = self._row(chat, head)
         if row is None or row["state"] == "ended":
+            if self._open_count(chat) >= self.max_per_chat:
+                await bot.notify(chat, f"This chat has {self.max_per_chat} sessions, the most "
+                                 "it may have; end one first (/sessions lists them, /session "
+                                 "end NAME ends one).", kind="error")
+                return
             if row is not None:  # a new conversation under a name that was used before
                 bot.lane(chat, head).resume_id = None
             await bot.notify(chat, f"▶ session {head} started in the background. "
                              f"Follow up with @{head} PROMPT; /sessions lists them.")
-        await bot.submit(chat, rest, session=head)
+        await bot.submit(chat, rest, session=head, user_id=message.user_id)
+
+    def _open_count(self, chat: ChatRef) -> int:
+        (count,) = self.store.execute(
+            "SELECT count(*) FROM sessions WHERE chat = ? AND state != 'ended'", (chat.key,)
+        ).fetchone()
+        return int(count)
 
     def _name_problem(self, name: str) -> str | None:
         if name in RESERVED:

@@ -68,6 +68,7 @@ class Recorder:
         self.events: list[StreamEvent] = []
         self.notices: list[Notice] = []
         self.other: list[tuple[str, Any]] = []
+        self.refused: set[str] = set()
         self._changed = asyncio.Condition()
 
     async def _note(self) -> None:
@@ -98,6 +99,13 @@ class Recorder:
     async def on_recover(self, recovery: Any) -> None:
         self.other.append(("recover", recovery))
         await self._note()
+
+    @hookimpl
+    def authorize(self, chat: ChatRef, user_id: str) -> bool | None:
+        """The test frontend's allowlist: everyone but the users in ``refused``."""
+        if chat.frontend != CHAT.frontend:
+            return None
+        return user_id not in self.refused
 
     async def wait_for(self, condition: Callable[[], Any], timeout: float = 20.0) -> Any:
         async with asyncio.timeout(timeout), self._changed:

@@ -201,7 +201,7 @@ def test_a_second_instance_is_refused(setup: dict, run_cli) -> None:
 def test_kill_9_at_random_points_loses_no_turn(setup: dict) -> None:
     """50 turns, Cadenza killed at random moments until all are done: the database stays
     sound and every turn ends completed or abandoned, and each abandonment is reported."""
-    write_config(setup, "max_attempts = 3\n")
+    write_config(setup, "max_attempts = 3\n\n[core]\nmax_queued = 50\n")
     rng = random.Random(7)
     prompts = [f"say turn {n}; sleep 0.02" for n in range(50)]
     proc = run(setup)

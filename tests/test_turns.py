@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import time
 from pathlib import Path
 
@@ -73,12 +74,29 @@ async def test_missing_binary_is_a_clear_message(start_app) -> None:
     assert "no-such-claude-binary was not found" in end.text
 
 
-async def test_huge_output_is_delivered_complete(start_app) -> None:
-    h = await start_app(agent_config("claude"))
+async def test_huge_output_is_delivered_complete_within_max_output(start_app) -> None:
+    h = await start_app(agent_config("claude", "[core]\nmax_output = 4000000\n"))
     await h.say("big 3000000")
     (end,) = await h.recorder.finished(timeout=60)
     assert end.kind == "completed"
     assert len(h.recorder.text_of(end.turn.id)) == 3_000_000
+    assert "output_file" not in end.data
+
+
+async def test_output_beyond_max_output_is_head_tail_and_a_private_file(start_app) -> None:
+    h = await start_app(agent_config("claude", "[core]\nmax_output = 100000\n"))
+    await h.say("big 3000000")
+    (end,) = await h.recorder.finished(timeout=60)
+    assert end.kind == "completed"
+    shown = h.recorder.text_of(end.turn.id)
+    assert len(shown) < 100_200 and "KB omitted" in shown
+    whole = Path(end.data["output_file"]).read_text()
+    assert len(whole) == 3_000_000
+    assert whole.startswith(shown[:50_000]) and whole.endswith(shown[-50_000:])
+    assert end.data["output_omitted"] == 3_000_000 - 100_000
+    assert stat.S_IMODE(Path(end.data["output_file"]).stat().st_mode) == 0o600
+    notices = [e for e in h.recorder.events if e.data.get("output_capped")]
+    assert len(notices) == 1
 
 
 async def test_prompt_while_running_is_queued_and_told(start_app) -> None:
