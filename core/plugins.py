@@ -7,10 +7,11 @@ shown by ``cadenza plugins list``, and never stops the others.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import types
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -26,6 +27,9 @@ from core.secrets import redact
 from core.state import Store
 
 ENTRY_POINT_GROUP = "cadenza"
+# The plugin API this Cadenza provides. A plugin may declare the version it was written for
+# as ``CADENZA_PLUGIN_API_VERSION`` (class or module attribute); another version is refused.
+API_VERSION = 1
 BUILTIN_DIST = "cadenza"
 # Built-ins on by default; a third-party plugin is off until plugins.toml switches it on.
 DEFAULT_ON = {"console": True, "timeout": True, "journal": True, "sessions": True}
@@ -43,6 +47,12 @@ class PluginContext:
     clock: Clock
     log: logging.Logger
     state_dir: Path
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str = "") -> asyncio.Task[Any]:
+        """Run ``coro`` as a background task this plugin owns: an exception is logged with
+        the plugin's name and counts as one of its failures; Cadenza cancels the task when it
+        stops (after ``on_shutdown``)."""
+        return self.hooks.spawn(self.name, coro, name)
 
 
 @dataclass
@@ -113,6 +123,14 @@ def switches(config: Config, known: Iterable[str]) -> dict[str, bool]:
     return {name: chosen.get(name, DEFAULT_ON.get(name, False)) for name in known}
 
 
+def check_api_version(target: Any) -> None:
+    """Refuse a plugin written for another version of the plugin API, naming both."""
+    wanted = getattr(target, "CADENZA_PLUGIN_API_VERSION", API_VERSION)
+    if wanted != API_VERSION:
+        raise ValueError(f"it needs Cadenza plugin API version {wanted}; this Cadenza provides "
+                         f"version {API_VERSION}")
+
+
 def new_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
@@ -159,6 +177,7 @@ class PluginLoader:
     ) -> None:
         try:
             target = ep.load()
+            check_api_version(target)
             plugin = target if isinstance(target, types.ModuleType) else target(context)
             self.register(record.name, plugin)
         except ConfigError as exc:
@@ -178,7 +197,8 @@ class PluginLoader:
         self.instances[record.name] = plugin
 
     def register(self, name: str, plugin: Any) -> None:
-        """Register one plugin object, checking that every hook it implements exists."""
+        """Register one plugin object, checking that every hook it implements exists, that it
+        uses no hook wrappers and that its ordering wishes make no cycle."""
         self.pm.register(plugin, name=name)
         try:
             self.pm.check_pending()
@@ -190,4 +210,20 @@ class PluginLoader:
                 and not hasattr(hookspecs, attr)
             ]
             raise ValueError(f"implements unknown hooks: {', '.join(unknown)}") from None
+        wrappers = sorted(
+            caller.name for caller in self.pm.get_hookcallers(plugin) or ()
+            for impl in caller.get_hookimpls()
+            if impl.plugin is plugin and (impl.hookwrapper or impl.wrapper)
+        )
+        if wrappers:
+            self.pm.unregister(plugin)
+            raise ValueError(
+                f"hook wrappers are not supported ({', '.join(wrappers)}): Cadenza calls each "
+                "implementation on its own, isolated and bounded in time; implement the hook "
+                "plainly and order it with tryfirst/trylast or run_before/run_after")
+        try:
+            self.relay.order.add(name, plugin)
+        except ValueError:
+            self.pm.unregister(plugin)
+            raise
         self.relay.invalidate()

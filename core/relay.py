@@ -17,6 +17,7 @@ from typing import Any
 
 import pluggy
 
+from core.ordering import PluginOrder
 from core.secrets import redact
 
 log = logging.getLogger("cadenza.hooks")
@@ -49,6 +50,8 @@ class HookRelay:
         self._disabled: set[str] = set()
         self._impls: dict[str, tuple[_Impl, ...]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._spawned: set[asyncio.Task[Any]] = set()
+        self.order = PluginOrder()  # plugins' run_before / run_after wishes
 
     def invalidate(self) -> None:
         """Forget cached implementations (after registering or unregistering a plugin)."""
@@ -58,11 +61,11 @@ class HookRelay:
         impls = self._impls.get(hook)
         if impls is None:
             caller = getattr(self.pm.hook, hook)
-            impls = tuple(
+            impls = tuple(self.order.apply([
                 _Impl(impl.plugin_name, impl.function, tuple(impl.argnames))
                 for impl in reversed(caller.get_hookimpls())
                 if impl.plugin_name not in self._disabled
-            )
+            ], lambda impl: impl.plugin))
             self._impls[hook] = impls
         return impls
 
@@ -116,6 +119,30 @@ class HookRelay:
             task = asyncio.ensure_future(self._call_one(hook, impl, kwargs))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def spawn(
+        self, plugin: str, coro: Coroutine[Any, Any, Any], name: str = ""
+    ) -> asyncio.Task[Any]:
+        """A background task owned by ``plugin`` (``PluginContext.spawn``): its exception is
+        logged and counted as the plugin's failure; ``cancel_spawned`` ends it at shutdown."""
+        task = asyncio.ensure_future(coro)
+        task.set_name(f"{plugin}:{name or getattr(coro, '__name__', 'task')}")
+        self._spawned.add(task)
+
+        def done(task: asyncio.Task[Any]) -> None:
+            self._spawned.discard(task)
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                self._failed(f"task {task.get_name()}", plugin, exc)
+
+        task.add_done_callback(done)
+        return task
+
+    async def cancel_spawned(self) -> None:
+        """Cancel the plugins' background tasks and wait for them to end."""
+        tasks = list(self._spawned)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def settle(self, grace: float = 2.0) -> None:
         """Give hooks started with ``fire`` up to ``grace`` seconds, then cancel the rest."""

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import agent_config
 
+from core.api import hookimpl
 from core.config import Config, ConfigError
-from core.plugins import PluginLoader, discover, new_manager
+from core.plugins import (
+    API_VERSION,
+    PluginContext,
+    PluginLoader,
+    check_api_version,
+    discover,
+    new_manager,
+)
 from core.relay import HookRelay
 from core.state import Store
 
@@ -141,3 +151,115 @@ def test_enable_creates_a_missing_config(run_cli, tmp_path: Path) -> None:
     done = run_cli("plugins", "disable", "console")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "plugins.toml").read_text() == "[plugins]\nconsole = false\n"
+
+
+def _loader(tmp_path: Path) -> PluginLoader:
+    pm = new_manager()
+    return PluginLoader(Config.load(tmp_path / "none.toml"), pm, HookRelay(pm))
+
+
+def test_hook_wrappers_are_refused_at_load_with_a_clear_message(tmp_path: Path) -> None:
+    class Wrapping:
+        @hookimpl(wrapper=True)
+        def on_inbound_message(self, message):
+            return (yield)
+
+    class OldStyle:
+        @hookimpl(hookwrapper=True)
+        def on_stream_event(self, event):
+            yield
+
+    loader = _loader(tmp_path)
+    for plugin in (Wrapping(), OldStyle()):
+        with pytest.raises(ValueError, match="hook wrappers are not supported"):
+            loader.register(type(plugin).__name__, plugin)
+    assert loader.pm.get_plugins() == set()
+
+
+def test_a_plugin_for_another_api_version_is_refused_naming_both() -> None:
+    class FromTheFuture:
+        CADENZA_PLUGIN_API_VERSION = 2
+
+    class Current:
+        CADENZA_PLUGIN_API_VERSION = API_VERSION
+
+    with pytest.raises(ValueError, match="needs Cadenza plugin API version 2; this Cadenza "
+                                         "provides version 1"):
+        check_api_version(FromTheFuture)
+    check_api_version(Current)
+    check_api_version(object())  # no declaration: the current version
+
+
+def _recording(name: str, seen: list[str], **wishes):
+    class Plugin:
+        @hookimpl
+        def on_notice(self, notice):
+            seen.append(name)
+
+    for key, value in wishes.items():
+        setattr(Plugin, key, value)
+    return Plugin()
+
+
+async def test_plugins_run_before_or_after_named_plugins(tmp_path: Path) -> None:
+    seen: list[str] = []
+    loader = _loader(tmp_path)
+    loader.register("audit", _recording("audit", seen, run_after=("journal",)))
+    loader.register("journal", _recording("journal", seen))
+    loader.register("policy", _recording("policy", seen, run_before="audit"))
+    loader.register("late", _recording("late", seen))
+    await loader.relay.call("on_notice", notice=None)
+    # pluggy alone: late, policy, journal, audit (last registered first)
+    assert seen == ["late", "policy", "journal", "audit"]
+    seen.clear()
+    loader.register("first", _recording("first", seen, run_before=("late", "policy")))
+    await loader.relay.call("on_notice", notice=None)
+    assert seen.index("first") < seen.index("late") and seen.index("journal") < seen.index("audit")
+
+
+def test_an_ordering_cycle_is_refused(tmp_path: Path) -> None:
+    loader = _loader(tmp_path)
+    loader.register("a", _recording("a", [], run_before="b"))
+    loader.register("b", _recording("b", [], run_before="c"))
+    with pytest.raises(ValueError, match="cycle: a → b → c → a"):
+        loader.register("c", _recording("c", [], run_before="a"))
+    assert {loader.pm.get_name(p) for p in loader.pm.get_plugins()} == {"a", "b"}
+
+
+async def test_spawned_tasks_are_supervised_and_cancelled_at_shutdown(start_app) -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    class Background:
+        def __init__(self, context) -> None:
+            self.context = context
+
+        @hookimpl
+        def on_start(self, bot):
+            self.context.spawn(self.forever(), "forever")
+            self.context.spawn(self.crash(), "crash")
+
+        async def forever(self):
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+        async def crash(self):
+            raise RuntimeError("lost the connection")
+
+    h = await start_app(agent_config("claude"))
+    loader = h.app.loader
+    context = PluginContext("background", loader.config.settings("background"), loader.config,
+                            h.app.store, h.app.relay, h.app.clock, logging.getLogger("t"),
+                            h.app.state_dir)
+    plugin = Background(context)
+    loader.register("background", plugin)
+    await h.app.relay.call("on_start", bot=h.bot)
+    await started.wait()
+    await asyncio.sleep(0)
+    assert "task background:crash raised RuntimeError: lost the connection" in (
+        h.app.relay.health["background"])
+    await h.app.stop()
+    assert cancelled.is_set()
