@@ -160,11 +160,11 @@ class TimeoutController:
             extensions_used=entry.extensions, max_extensions=self.limits.max_extensions,
             elapsed=now - entry.started,
         )
-        # Fired in the background: a plugin that hangs here must not delay anything.
+        # Fired in the background: a plugin that hangs here must not delay anything. The
+        # stream event goes through the turn, in order, and never after its terminal event.
         self.hooks.fire("on_timeout_warning", warning=warning)
-        self.hooks.fire("on_stream_event", event=runner.event(
-            f"timeout_warn_{stage:g}", "", {"seconds_left": warning.seconds_left,
-                                            "due": entry.deadline - stage, "at": now}))
+        runner.post(f"timeout_warn_{stage:g}", "", {"seconds_left": warning.seconds_left,
+                                                    "due": entry.deadline - stage, "at": now})
 
     def _extend_for_activity(self, entry: Deadline, now: float) -> bool:
         runner = self._runner(entry.turn_id)
@@ -187,9 +187,9 @@ class TimeoutController:
         if runner is not None:
             text = (f"⏱ extended by {duration(added)} ({why}; extension {entry.extensions} "
                     f"of at most {self.limits.max_extensions})")
-            self.hooks.fire("on_stream_event", event=runner.event(
-                "timeout_extended", text, {"added": added, "extensions": entry.extensions,
-                                           "deadline_in": entry.deadline - self.clock.monotonic()}))
+            runner.post("timeout_extended", text, {
+                "added": added, "extensions": entry.extensions,
+                "deadline_in": entry.deadline - self.clock.monotonic()})
         return added
 
     def _expire(self, entry: Deadline, now: float) -> None:

@@ -152,3 +152,30 @@ def test_invalid_settings_exit_2_naming_the_key(run_cli, tmp_path, setting, need
     (tmp_path / "plugins.toml").write_text(f"[timeout]\n{setting}\n")
     done = run_cli("run", input="")
     assert done.returncode == 2 and needle in done.stderr, done.stderr
+
+
+async def test_events_plugins_add_follow_the_turn_in_order_and_never_after_its_end(
+        start_app) -> None:
+    """What a plugin posts into a turn (as the timeout's warnings and extensions) goes out in
+    sequence with the agent's own events; once the terminal event is out, posts are dropped."""
+    runners = {}
+
+    class Poster:
+        @hookimpl
+        async def on_stream_event(self, event):
+            runner = runners.setdefault(event.turn.id, h.bot.runners.get(event.turn.id))
+            if event.kind == "text":
+                runner.post("note", f"after {event.text}")
+                await asyncio.sleep(0.01)  # slow: the agent's next lines queue up meanwhile
+            elif event.terminal:
+                runner.post("too_late")
+
+    h = await start_app(agent_config("claude"), poster=Poster())
+    await h.say("say a; say b; say c")
+    (end,) = await h.recorder.finished()
+    await asyncio.sleep(0.05)  # room for a late post to show up, were it not dropped
+    seen = [e for e in h.recorder.events if e.turn.id == end.turn.id]
+    assert [e.seq for e in seen] == list(range(len(seen)))
+    assert seen[-1] is end and "too_late" not in [e.kind for e in seen]
+    assert [e.text for e in seen if e.kind == "note"] == ["after a", "after \n\nb",
+                                                          "after \n\nc"]
