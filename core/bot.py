@@ -362,6 +362,47 @@ class Bot:
         runner.stop(kind, reason)
         return True
 
+    # --- the surface plugins use ---------------------------------------------------------
+
+    def running(self, turn_id: str) -> TurnRunner | None:
+        """The handle of a running turn: ``turn``, ``elapsed``, ``last_output_at``,
+        ``last_output``, ``stop(kind, reason, data)`` and ``post(kind, text, data)``."""
+        return self.runners.get(turn_id)
+
+    def running_in(self, chat: ChatRef, session: str = FOREGROUND) -> TurnRunner | None:
+        """The handle of the turn running in a chat's conversation, if any."""
+        lane = self.lanes.get((chat.key, session))
+        return lane.runner if lane is not None else None
+
+    def continue_conversation(
+        self, chat: ChatRef, session: str, agent_session_id: str | None, agent: str = ""
+    ) -> None:
+        """Set what a conversation's next turn continues: the agent-side session id (None:
+        a fresh conversation) and, when it is known here, the agent."""
+        lane = self.lane(chat, session)
+        lane.resume_id = agent_session_id
+        if agent in self.agents:
+            lane.agent = agent
+
+    async def end_conversation(self, chat: ChatRef, session: str, reason: str) -> int:
+        """Stop a conversation's running and waiting turns and forget what it continues; the
+        number of waiting turns dropped."""
+        lane = self.lanes.get((chat.key, session))
+        if lane is None:
+            return 0
+        dropped = await self.stop_lane(lane, reason)
+        lane.resume_id = None
+        return dropped
+
+    def command_list(self) -> list[tuple[str, str, str]]:
+        """(name, help, usage) of every chat command, by name."""
+        return [(c.name, c.help, c.usage) for c in sorted(self.commands.values(),
+                                                            key=lambda c: c.name)]
+
+    def request_stop(self) -> None:
+        """Stop Cadenza as if signalled: for a frontend whose input is over (console EOF)."""
+        self.stop_requested.set()
+
     async def stop_strays(self, turn_ids: list[str]) -> int:
         """Stop agent processes that earlier runs of these turns left behind (a crashed
         Cadenza cannot stop its agents): SIGTERM, SIGKILL after ``kill_grace``."""

@@ -82,7 +82,7 @@ class ConsoleFrontend:
                 await bot.handle(ChatMessage(CHAT, "local", text, user_name="console"))
         await bot.idle()
         if self.stop_on_eof:
-            bot.stop_requested.set()
+            bot.request_stop()
 
     @hookimpl
     async def on_shutdown(self) -> None:

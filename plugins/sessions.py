@@ -81,10 +81,8 @@ class NamedSessions:
             "SELECT chat, name, agent, agent_session_id FROM sessions WHERE state != 'ended' "
             "AND agent_session_id IS NOT NULL"
         ):
-            lane = bot.lane(ChatRef.from_key(row["chat"]), row["name"])
-            lane.resume_id = row["agent_session_id"]
-            if row["agent"] in bot.agents:
-                lane.agent = row["agent"]
+            bot.continue_conversation(ChatRef.from_key(row["chat"]), row["name"],
+                                      row["agent_session_id"], row["agent"])
         self._expiry = asyncio.ensure_future(self._expire_idle())
 
     @hookimpl
@@ -170,7 +168,7 @@ class NamedSessions:
                                  "end NAME ends one).", kind="error")
                 return
             if row is not None:  # a new conversation under a name that was used before
-                bot.lane(chat, head).resume_id = None
+                bot.continue_conversation(chat, head, None)
             await bot.notify(chat, f"▶ session {head} started in the background. "
                              f"Follow up with @{head} PROMPT; /sessions lists them.")
         await bot.submit(chat, rest, session=head, user_id=message.user_id)
@@ -216,10 +214,7 @@ class NamedSessions:
     async def _end_session(self, bot: Bot, chat: ChatRef, name: str, why: str) -> None:
         self.store.execute("UPDATE sessions SET state = 'ended' WHERE chat = ? AND name = ?",
                            (chat.key, name))
-        lane = bot.lanes.get((chat.key, name))
-        if lane is not None:
-            await bot.stop_lane(lane, why)
-            lane.resume_id = None
+        await bot.end_conversation(chat, name, why)
 
     async def cmd_sessions(self, bot: Bot, message: ChatMessage, args: str) -> None:
         await bot.notify(message.chat, self.listing(message.chat), kind="status")

@@ -149,7 +149,7 @@ class TimeoutController:
             await self.clock.sleep(max(wake - now, 0))
 
     def _runner(self, turn_id: str) -> Any:
-        return self.bot.runners.get(turn_id) if self.bot is not None else None
+        return self.bot.running(turn_id) if self.bot is not None else None
 
     def _warn(self, entry: Deadline, stage: float, now: float) -> None:
         runner = self._runner(entry.turn_id)
@@ -209,10 +209,9 @@ class TimeoutController:
     # --- /extend --------------------------------------------------------------
 
     async def cmd_extend(self, bot: Bot, message: ChatMessage, args: str) -> None:
-        runner = bot.runners.get(args) if args else None
+        runner = bot.running(args) if args else None
         if runner is None or runner.turn.chat != message.chat:
-            lane = bot.lanes.get((message.chat.key, args or FOREGROUND))
-            runner = lane.runner if lane is not None else None
+            runner = bot.running_in(message.chat, args or FOREGROUND)
         entry = self.deadlines.get(runner.turn.id) if runner is not None else None
         if entry is None:
             await bot.notify(message.chat, "Nothing is running to extend.")
