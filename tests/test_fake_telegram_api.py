@@ -13,6 +13,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
     TelegramBadRequest,
     TelegramConflictError,
+    TelegramEntityTooLarge,
     TelegramNetworkError,
     TelegramRetryAfter,
     TelegramServerError,
@@ -20,6 +21,7 @@ from aiogram.exceptions import (
 )
 from aiogram.types import (
     BotCommand,
+    BufferedInputFile,
     CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -595,3 +597,52 @@ async def test_restart_keeps_polling(server: FakeTelegramServer, bot: Bot) -> No
 async def test_wait_for_times_out(server: FakeTelegramServer) -> None:
     with pytest.raises(TimeoutError, match=r"within 0\.01s"):
         await server.wait_for(lambda: server.texts(CHAT), timeout=0.01)
+
+
+# ------------------------------------------------------------------ documents and shapes
+
+
+async def test_send_document_is_a_multipart_upload_kept_with_its_caption(
+    server: FakeTelegramServer, bot: Bot
+) -> None:
+    sent = await bot.send_document(
+        CHAT, BufferedInputFile(b"the whole output\n" * 3, filename="output.txt"),
+        caption="<b>whole</b> output", parse_mode="HTML",
+    )
+    assert sent.document is not None and sent.document.file_name == "output.txt"
+    assert sent.caption == "whole output" and sent.text is None
+    (stored,) = server.documents(CHAT)
+    assert stored.data == b"the whole output\n" * 3
+    assert stored.document["mime_type"] == "text/plain" and stored.document["file_size"] == 51
+    assert stored.entities == [{"type": "bold", "offset": 0, "length": 5}]
+    with pytest.raises(TelegramBadRequest, match="no text in the message"):
+        await bot.edit_message_text("x", chat_id=CHAT, message_id=sent.message_id)
+    with pytest.raises(TelegramBadRequest, match="caption is too long"):
+        await bot.send_document(CHAT, BufferedInputFile(b"x", "a.txt"), caption="c" * 1025)
+    with pytest.raises(TelegramBadRequest, match="file must be non-empty"):
+        await bot.send_document(CHAT, BufferedInputFile(b"", "a.txt"))
+
+
+async def test_send_document_refuses_more_than_50_mb(server: FakeTelegramServer, bot: Bot) -> None:
+    limit = 50 * 1024 * 1024
+    with pytest.raises(TelegramEntityTooLarge):
+        await bot.send_document(CHAT, BufferedInputFile(b"x" * (limit + 1), "big.txt"))
+    assert server.documents(CHAT) == []
+    await bot.send_document(CHAT, BufferedInputFile(b"x" * limit, "just.txt"))
+    assert server.documents(CHAT)[0].document["file_size"] == limit
+
+
+async def test_pushed_messages_of_any_shape(server: FakeTelegramServer, bot: Bot) -> None:
+    origin = {"type": "hidden_user", "sender_user_name": "Someone", "date": 1}
+    server.push_message(CHAT, USER, caption="a photo's caption")
+    server.push_message(CHAT, USER, text="forwarded", forward_origin=origin)
+    first = server.push_text(CHAT, USER, "typo")
+    server.push_edit(CHAT, 3, "fixed")
+    server.push_update("message_reaction", {"chat": {"id": CHAT, "type": "private"}})
+    updates = await bot.get_updates(timeout=0)
+    assert [u.update_id for u in updates][:3] == [first - 2, first - 1, first]
+    photo, forward, _, edited = (u.message or u.edited_message for u in updates[:4])
+    assert photo.caption == "a photo's caption" and photo.photo and photo.text is None
+    assert forward.forward_origin.sender_user_name == "Someone"
+    assert updates[3].edited_message is edited and edited.text == "fixed" and edited.edit_date
+    assert len(updates) == 4  # reactions are opt-in, as on Telegram

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import math
+import mimetypes
 import re
 import socket
 import string
@@ -38,6 +39,8 @@ T = TypeVar("T")
 # aiogram refuses tokens that are not "<digits>:<secret>".
 DEFAULT_TOKEN = "123456789:AAFakeTokenForCadenzaTests_0123456789"
 MAX_TEXT_UTF16 = 4096
+MAX_CAPTION_UTF16 = 1024
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # what a bot may upload through the cloud Bot API
 NOT_MODIFIED = (
     "message is not modified: specified new message content and reply markup are exactly "
     "the same as a current content and reply markup of the message"
@@ -89,6 +92,7 @@ _JSON_FIELDS = frozenset(
         "scope",
         "reply_parameters",
         "link_preview_options",
+        "caption_entities",
     ]
 )
 _INT_FIELDS = frozenset(
@@ -192,6 +196,14 @@ class Fault:
         return ApiError(self.status, self.description, self.parameters)
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A file uploaded with a call (multipart/form-data)."""
+
+    filename: str | None
+    data: bytes = field(repr=False)
+
+
 class _Dropped(Exception):
     """Raised inside a request to close its connection without an answer."""
 
@@ -246,6 +258,10 @@ class StoredMessage:
     history: list[str] = field(default_factory=list)
     deleted: bool = False
     edit_date: int | None = None
+    document: JSON | None = None  # a sent document: file_id, file_name, mime_type, file_size
+    data: bytes | None = field(default=None, repr=False)  # the document's uploaded bytes
+    fields: JSON = field(default_factory=dict)  # pushed with the message as they are
+    is_caption: bool = False  # ``text`` is the caption of a document or photo
 
     def __post_init__(self) -> None:
         if not self.history:
@@ -964,6 +980,7 @@ class FakeTelegramServer:
         self._hangs: set[asyncio.Event] = set()
         self._changed = asyncio.Event()
         self._poll_ticket = 0
+        self._file_counter = 0
         self._epoch = 0
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
@@ -976,6 +993,7 @@ class FakeTelegramServer:
             "getMyCommands": self._get_my_commands,
             "deleteMyCommands": self._delete_my_commands,
             "sendMessage": self._send_message,
+            "sendDocument": self._send_document,
             "editMessageText": self._edit_message_text,
             "editMessageReplyMarkup": self._edit_message_reply_markup,
             "deleteMessage": self._delete_message,
@@ -1009,7 +1027,7 @@ class FakeTelegramServer:
             return
         if self._port is None:
             raise RuntimeError("call start() first")
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_UPLOAD_BYTES + 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         runner = web.AppRunner(
             app, access_log=None, handler_cancellation=True, shutdown_timeout=0.1
@@ -1087,6 +1105,60 @@ class FakeTelegramServer:
         )
         return self._push("message", self._message_json(message))
 
+    def push_message(
+        self,
+        chat_id: int,
+        user_id: int,
+        *,
+        text: str | None = None,
+        caption: str | None = None,
+        chat_type: str = "private",
+        message_thread_id: int | None = None,
+        **fields: Any,
+    ) -> int:
+        """Queue a user's message of any shape: a ``text``, or a photo with a ``caption``
+        (or none), plus any other Message fields verbatim (``forward_origin``, ``via_bot``,
+        ``sticker``, ...); returns its update_id."""
+        if chat_type == "private" and chat_id < 0:
+            raise ValueError("private chats have positive ids; pass chat_type='supergroup'")
+        if text is not None and caption is not None:
+            raise ValueError("a message has a text or a caption, not both")
+        self._chat(chat_id, chat_type, forum=message_thread_id is not None)
+        body = text if text is not None else caption or ""
+        if text is None:
+            fields.setdefault("photo", [{"file_id": "photo-1", "file_unique_id": "p1",
+                                         "width": 90, "height": 90}])
+        message = self._store(
+            chat_id,
+            sender_id=user_id,
+            from_bot=False,
+            text=body,
+            entities=_command_entities(body),
+            message_thread_id=message_thread_id,
+            source=body,
+            is_caption=text is None,
+            fields=fields,
+        )
+        return self._push("message", self._message_json(message))
+
+    def push_edit(self, chat_id: int, message_id: int, text: str) -> int:
+        """Queue an ``edited_message`` update: the user changed the text of their message."""
+        message = self._chats[chat_id].by_id[message_id]
+        if message.from_bot:
+            raise ValueError("users can only edit their own messages")
+        message.text = message.source = text
+        message.history.append(text)
+        message.edit_date = int(time.time())
+        return self._push("edited_message", self._message_json(message))
+
+    def push_update(self, kind: str, payload: JSON) -> int:
+        """Queue an update of any kind with ``payload`` as it is; returns its update_id."""
+        return self._push(kind, payload)
+
+    def user_json(self, user_id: int) -> JSON:
+        """A user as Telegram describes one (``from`` of messages and button presses)."""
+        return self._user_json(user_id)
+
     def push_callback(self, chat_id: int, user_id: int, message_id: int, data: str) -> int:
         """Queue a press on an inline button of a stored message; returns its update_id."""
         message = self._chats[chat_id].by_id.get(message_id) if chat_id in self._chats else None
@@ -1126,6 +1198,10 @@ class FakeTelegramServer:
             for message in self.messages(chat_id)
             if message.from_bot and (include_deleted or not message.deleted)
         ]
+
+    def documents(self, chat_id: int) -> list[StoredMessage]:
+        """The documents the bot sent to the chat, in order."""
+        return [message for message in self.bot_messages(chat_id) if message.document]
 
     def texts(self, chat_id: int) -> list[str]:
         """Current texts of the bot's visible messages in the chat."""
@@ -1217,13 +1293,22 @@ class FakeTelegramServer:
 
     @staticmethod
     async def _read_params(request: web.Request) -> JSON:
+        """The call's fields; an uploaded file (multipart, referred to as ``attach://NAME``
+        or sent under the field's own name) becomes an ``Upload``."""
         raw: dict[str, Any] = dict(request.query)
         if request.body_exists:
             if request.content_type == "application/json":
                 raw.update(await request.json())
             else:
                 form = await request.post()
+                files = {key: Upload(value.filename, value.file.read())
+                         for key, value in form.items() if isinstance(value, web.FileField)}
                 raw.update({key: value for key, value in form.items() if isinstance(value, str)})
+                for key, value in list(raw.items()):
+                    if isinstance(value, str) and value.startswith("attach://"):
+                        raw[key] = files.get(value.removeprefix("attach://"), value)
+                raw.update({key: upload for key, upload in files.items()
+                            if key in ("document", "photo", "thumbnail")})
         return _decode_params(raw)
 
     def _finish(
@@ -1354,10 +1439,14 @@ class FakeTelegramServer:
             "from": sender,
             "chat": dict(chat.info),
             "date": message.date,
-            "text": message.text,
         }
+        text_key, entities_key = ("caption", "caption_entities") if message.is_caption else (
+            "text", "entities")
+        if message.text or not message.is_caption:
+            body[text_key] = message.text
         optional: JSON = {
-            "entities": message.entities or None,
+            entities_key: message.entities or None,
+            "document": message.document,
             "reply_markup": message.reply_markup,
             "edit_date": message.edit_date,
             "message_thread_id": message.message_thread_id,
@@ -1367,6 +1456,7 @@ class FakeTelegramServer:
         reply_to = chat.by_id.get(message.reply_to_message_id or 0)
         if reply_to is not None and not nested:
             body["reply_to_message"] = self._message_json(reply_to, nested=True)
+        body.update(message.fields)
         return body
 
     def _bot_message(self, chat_id: int, message_id: int, missing: str) -> StoredMessage:
@@ -1541,12 +1631,62 @@ class FakeTelegramServer:
         )
         return self._message_json(message)
 
+    def _send_document(self, params: _Params) -> JSON:
+        chat_id = params.chat_id()
+        document = params.get("document")
+        if isinstance(document, str):
+            raise bad_request("wrong remote file identifier specified: can't unserialize it")
+        if not isinstance(document, Upload):
+            raise bad_request("there is no document in the request")
+        if len(document.data) > MAX_UPLOAD_BYTES:
+            raise ApiError(413, "Request Entity Too Large")
+        if not document.data:
+            raise bad_request("file must be non-empty")
+        caption, entities = "", []
+        if params.text("caption"):
+            try:
+                caption, entities = parse_text(
+                    params.text("caption") or "", params.text("parse_mode"),
+                    params.get("caption_entities") if isinstance(
+                        params.get("caption_entities"), list) else None)
+            except EntityParseError as error:
+                raise bad_request(f"can't parse entities: {error}") from None
+            if utf16_len(caption) > MAX_CAPTION_UTF16:
+                raise bad_request("message caption is too long")
+        markup = self._reply_markup(params)
+        self._check_flood(chat_id)
+        name = document.filename or "document"
+        self._file_counter += 1
+        message = self._store(
+            chat_id,
+            sender_id=self.bot_id,
+            from_bot=True,
+            text=caption,
+            entities=entities,
+            reply_markup=markup,
+            message_thread_id=params.integer("message_thread_id"),
+            source=params.text("caption") or "",
+            parse_mode=params.text("parse_mode"),
+            is_caption=True,
+            document={
+                "file_id": f"document-{self._file_counter}",
+                "file_unique_id": f"d{self._file_counter}",
+                "file_name": name,
+                "mime_type": mimetypes.guess_type(name)[0] or "application/octet-stream",
+                "file_size": len(document.data),
+            },
+            data=document.data,
+        )
+        return self._message_json(message)
+
     def _edit_message_text(self, params: _Params) -> JSON:
         if params.get("inline_message_id") is not None:
             raise bad_request("inline messages are not supported by the fake")
         message = self._bot_message(
             params.chat_id(), params.message_id(), "message to edit not found"
         )
+        if message.is_caption:
+            raise bad_request("there is no text in the message to edit")
         text, entities = self._formatted(params)
         # Telegram drops an inline keyboard that an edit does not repeat.
         markup = self._reply_markup(params)
