@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiogram.utils.backoff import Backoff
 
 from core.api import Bot
+from frontends.telegram.auth import Access, Refusals
 from frontends.telegram.client import (
     AIOGRAM_LOGGERS,
     Redact,
@@ -40,12 +42,17 @@ COMMAND_ATTEMPTS = 5
 CLEAR_ATTEMPTS = 3
 CONFIRM_TIMEOUT = 2.0  # seconds for telling Telegram which updates were handled
 CLOSE_MARGIN = 0.5  # of the core's hook time limit, kept for closing the session
+PRUNE_AT = 256  # outboxes kept before idle ones are looked for
 
 
 class Connection:
     def __init__(self, settings: TelegramSettings, clock: Clock, log: logging.Logger,
-                 store: Store) -> None:
+                 store: Store, access: Access, refusals: Refusals,
+                 switched_off: Callable[[], bool] = lambda: False) -> None:
         self.settings = settings
+        self.access = access
+        self.refusals = refusals
+        self.switched_off = switched_off  # the core switched this plugin off: take nothing
         self.clock = clock
         self.log = log
         Redact(settings.token).install(
@@ -59,6 +66,7 @@ class Connection:
         self.ledger = Ledger(store, log)
         self.left_over = self.ledger.left_over()  # buttons a crashed run could not remove
         self.outboxes: dict[int, Outbox] = {}
+        self._prune_at = PRUNE_AT
         self.inbound: Inbound | None = None
         self.poller: Poller | None = None
         self._task: asyncio.Task[None] | None = None
@@ -70,26 +78,48 @@ class Connection:
     def outbox(self, chat_id: int) -> Outbox:
         outbox = self.outboxes.get(chat_id)
         if outbox is None:
+            if len(self.outboxes) >= self._prune_at:
+                self._prune()
             outbox = self.outboxes[chat_id] = Outbox(
                 chat_id, self.api, self.pacing, self.clock, self.log, self.ready,
                 backoff_config(self.settings), self.ledger)
         return outbox
 
+    def _prune(self) -> None:
+        """Forget the outboxes of chats with nothing going on, so that memory follows the
+        chats active now, not every chat ever seen. Amortised: the next sweep waits until
+        the number of outboxes has doubled."""
+        now = self.clock.monotonic()
+        for chat_id, outbox in list(self.outboxes.items()):
+            if outbox.disposable(now):
+                del self.outboxes[chat_id]
+                outbox.dispose()
+        self._prune_at = max(PRUNE_AT, 2 * len(self.outboxes))
+
     async def _run(self, core: Bot) -> None:
         me = await connect(self.client, self.settings, self.clock, self.log)
         self.log.info("telegram: connected to %s as @%s", self.settings.api_base, me.username)
-        self.inbound = Inbound(core, self.client, me, self.settings, self.log)
+        self.inbound = Inbound(core, self.client, me, self.access, self.refusals, self.clock,
+                               self.log)
         self.ready.set()
         self._chores = [asyncio.ensure_future(self._register_commands(core)),
                         asyncio.ensure_future(self._clear_left_over())]
+
+        def accepting() -> bool:
+            return core.accepting and not self.switched_off()
+
         self.poller = Poller(self.client, dispatcher(), self.settings, self.clock, self.log,
-                             accepting=lambda: core.accepting, inbound=self.inbound)
-        while core.accepting:
+                             accepting=accepting, inbound=self.inbound)
+        while accepting():
             try:
                 await self.poller.run()
             except Exception:  # the loop handles API errors itself: this would be a bug
                 self.log.exception("telegram: polling failed; starting it again")
                 await self.clock.sleep(self.settings.backoff_max)
+        if core.accepting:
+            self.log.error("telegram: the plugin was switched off after failing too often: no "
+                           "more messages are taken from Telegram until Cadenza restarts (they "
+                           "wait there)")
 
     async def _register_commands(self, core: Bot) -> None:
         commands = bot_commands((c.name, c.help) for c in core.commands.values())

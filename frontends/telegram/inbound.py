@@ -1,8 +1,10 @@
 """Telegram updates in, ``ChatMessage``s and button presses out to the core.
 
-Two routers, one per concern: text messages, and inline-button presses. Button presses pass
-an outer middleware that checks the allowlist first (text messages are checked by the core's
-``on_inbound_message`` veto, which this frontend implements). Handlers only hand work to
+Every update, of whatever kind (messages, edits, captions, button presses, kinds added to
+the Bot API later), first passes the ``Gate``: only a person on the allowlist gets past it,
+and a failure while checking is a refusal (the core's ``on_inbound_message`` veto, which this
+frontend also implements, checks again). Then two routers, one per concern: messages (an
+edit of a sent message runs nothing), and inline-button presses. Handlers only hand work to
 ``Lanes``, which runs it in order per chat and chats independently: a slow command in one
 chat never holds up polling or another chat, and an error in one update is logged and ends
 there.
@@ -19,12 +21,13 @@ from typing import Any
 
 from aiogram import BaseMiddleware, Dispatcher, F, Router
 from aiogram import Bot as Client
-from aiogram.types import CallbackQuery, Message, TelegramObject, User
+from aiogram.types import CallbackQuery, Message, TelegramObject, Update, User
 
 from core import api
-from core.api import Bot, ChatMessage, ChatRef
+from core.api import Bot, ChatMessage, ChatRef, Clock
 from frontends.telegram.addressing import addressed_text, chat_of
-from frontends.telegram.settings import FRONTEND, TelegramSettings
+from frontends.telegram.auth import Access, Refusals, refusal_text
+from frontends.telegram.settings import FRONTEND
 
 Job = Callable[[], Awaitable[Any]]
 
@@ -70,14 +73,57 @@ class Lanes:
 class Inbound:
     """What the handlers need: the core, the allowlist, who the bot is, the lanes."""
 
-    def __init__(self, core: Bot, client: Client, me: User, settings: TelegramSettings,
-                 log: logging.Logger) -> None:
+    def __init__(self, core: Bot, client: Client, me: User, access: Access, refusals: Refusals,
+                 clock: Clock, log: logging.Logger) -> None:
         self.core = core
         self.client = client
         self.me = me
-        self.settings = settings
+        self.access = access
+        self.refusals = refusals
         self.log = log
         self.lanes = Lanes(log)
+
+    # --- the gate -------------------------------------------------------------------
+
+    def admit(self, update: Update) -> bool:
+        """Whether ``update`` may go any further: it must come from a person on the
+        allowlist, whatever its kind. Anything else, and any failure here, is a refusal."""
+        try:
+            event = _event_of(update)
+            user = _sender(event)
+            if user is not None and not user.is_bot and self.access.allows(str(user.id)):
+                return True
+            self._refuse(update, event, user)
+        except Exception:
+            if self.refusals.due("#failures"):  # once an hour: a bug must not flood the log
+                self.log.exception("telegram: checking update %s failed; refused it",
+                                   update.update_id)
+        return False
+
+    def _refuse(self, update: Update, event: Any, user: User | None) -> None:
+        if user is None or user.is_bot:
+            return  # channel posts, anonymous admins, other bots: nobody to tell
+        user_id = str(user.id)
+        if not self.refusals.due(user_id):
+            return
+        skipped = self.refusals.take_suppressed()
+        more = f" ({skipped} other refused update(s) since the last one logged)" if skipped else ""
+        if isinstance(event, CallbackQuery):
+            self.log.warning("telegram: refused user %s (%s): pressed a button but is not in "
+                             "[telegram] allowed_users%s", user_id, _name(user), more)
+            self._answer(FRONTEND, event, "Only the people this bot's operator allowed can use "
+                         "it.")
+            return
+        chat = chat_of(event) if isinstance(event, Message) else None
+        self.log.warning("telegram: refused user %s (%s) in chat %s: not in [telegram] "
+                         "allowed_users%s", user_id, _name(user),
+                         chat.chat_id if chat else "?", more)
+        if (chat is not None and event is update.message
+                and addressed_text(event, self.me) is not None):
+            self.lanes.put(chat.key, lambda: self.core.notify(
+                chat, refusal_text(user_id), kind="refusal"))
+
+    # --- messages -------------------------------------------------------------------
 
     def message(self, message: Message) -> None:
         user = message.from_user
@@ -86,13 +132,23 @@ class Inbound:
         chat = chat_of(message)
         text = addressed_text(message, self.me)
         if text is None:
-            if message.chat.type == "private" and self.settings.allows(str(user.id)):
-                self.lanes.put(chat.key, lambda: self.core.notify(
-                    chat, "I can only read text messages (and captions)."))
+            if message.chat.type == "private":
+                self._say(chat, "I can only read text messages (and captions).")
             return
         inbound = ChatMessage(chat, str(user.id), text, user_name=_name(user),
                               message_id=str(message.message_id))
         self.lanes.put(chat.key, lambda: self.core.handle(inbound))
+
+    def edited(self, message: Message) -> None:
+        """An edit of a message sent earlier: it never runs anything again."""
+        if message.chat.type == "private" and message.from_user is not None:
+            self._say(chat_of(message), "Edits of a sent message are not picked up; send the "
+                      "corrected prompt as a new message.")
+
+    def _say(self, chat: ChatRef, text: str) -> None:
+        self.lanes.put(chat.key, lambda: self.core.notify(chat, text))
+
+    # --- buttons --------------------------------------------------------------------
 
     def button(self, query: CallbackQuery) -> None:
         action, _, turn_id = (query.data or "").partition(":")
@@ -104,7 +160,10 @@ class Inbound:
         topic = isinstance(message, Message) and message.is_topic_message
         chat = ChatRef(FRONTEND, str(message.chat.id), str(thread) if topic and thread else None)
         if action == "stop":
-            stopped = self.core.stop_turn(turn_id, api.CANCELLED, "stopped with the Stop button")
+            runner = self.core.running(turn_id)
+            stopped = (runner is not None and runner.turn.chat == chat
+                       and self.core.stop_turn(turn_id, api.CANCELLED,
+                                               "stopped with the Stop button"))
             self._answer(chat.key, query, "Stopping…" if stopped else "That turn already ended.")
         elif action == "extend":
             self._answer(chat.key, query, "Asking for more time…")
@@ -113,11 +172,6 @@ class Inbound:
             self.lanes.put(chat.key, lambda: self.core.handle(command))
         else:
             self._answer(chat.key, query, "This button does nothing any more.")
-
-    def refuse_button(self, query: CallbackQuery) -> None:
-        self.log.warning("telegram: user %s (%s) pressed a button but is not in allowed_users",
-                         query.from_user.id, _name(query.from_user))
-        self._answer(FRONTEND, query, "Only the people this bot's operator allowed can use it.")
 
     def _answer(self, key: str, query: CallbackQuery, text: str) -> None:
         async def answer() -> None:
@@ -129,15 +183,13 @@ class Inbound:
         self.lanes.put(f"{key}#answers", answer)
 
 
-class ButtonAuth(BaseMiddleware):
-    """Outer middleware: a press by someone not allowed goes no further."""
+class Gate(BaseMiddleware):
+    """Outer middleware of every update: nothing from someone not allowed goes further."""
 
     async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
                        event: TelegramObject, data: dict[str, Any]) -> Any:
         inbound: Inbound = data["inbound"]
-        if isinstance(event, CallbackQuery) and not inbound.settings.allows(
-                str(event.from_user.id)):
-            inbound.refuse_button(event)
+        if not isinstance(event, Update) or not inbound.admit(event):
             return None
         return await handler(event, data)
 
@@ -149,12 +201,15 @@ def messages_router() -> Router:
     async def on_message(message: Message, inbound: Inbound) -> None:
         inbound.message(message)
 
+    @router.edited_message()
+    async def on_edited(message: Message, inbound: Inbound) -> None:
+        inbound.edited(message)
+
     return router
 
 
 def buttons_router() -> Router:
     router = Router(name="buttons")
-    router.callback_query.outer_middleware(ButtonAuth())
 
     @router.callback_query(F.data)
     async def on_button(query: CallbackQuery, inbound: Inbound) -> None:
@@ -165,8 +220,26 @@ def buttons_router() -> Router:
 
 def dispatcher() -> Dispatcher:
     dp = Dispatcher(name="cadenza")
+    dp.update.outer_middleware(Gate())
     dp.include_routers(messages_router(), buttons_router())
     return dp
+
+
+def _event_of(update: Update) -> Any:
+    """The one object an update carries (a message, a button press, ...), whatever its kind;
+    None for a kind this aiogram does not know."""
+    for name in type(update).model_fields:
+        if name != "update_id" and (value := getattr(update, name, None)) is not None:
+            return value
+    return None
+
+
+def _sender(event: Any) -> User | None:
+    """Who caused the update, if a person did."""
+    user = getattr(event, "from_user", None)
+    if user is None:
+        user = getattr(event, "user", None)
+    return user if isinstance(user, User) else None
 
 
 def _name(user: User) -> str:

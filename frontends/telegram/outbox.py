@@ -110,6 +110,20 @@ class Outbox:
     async def drain(self) -> None:
         await self.idle.wait()
 
+    def disposable(self, now: float) -> bool:
+        """Nothing to show, nothing running, and the chat's pace fully recovered: forgetting
+        this outbox loses nothing (a new one for the chat starts the same)."""
+        pace = self.pace
+        return (not self.items and self.idle.is_set() and pace.blocked_until <= now
+                and pace.chat.tat <= now and (pace.group is None or pace.group.tat <= now)
+                and (self._typing is None or self._typing.done()))
+
+    def dispose(self) -> None:
+        """Stop the worker of a disposable outbox (it waits for work that will not come)."""
+        for task in (self._worker, self._typing):
+            if task is not None:
+                task.cancel()
+
     async def close(self) -> None:
         for task in (self._worker, self._typing):
             if task is not None:

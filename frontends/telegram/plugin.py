@@ -17,6 +17,7 @@ from core.api import (
     Bot,
     ChatMessage,
     ChatRef,
+    ConfigError,
     Lifecycle,
     Notice,
     PluginContext,
@@ -25,12 +26,13 @@ from core.api import (
     TimeoutWarning,
     hookimpl,
 )
-from frontends.telegram.auth import Refusals, refusal_text
-from frontends.telegram.settings import FRONTEND, TelegramSettings
+from frontends.telegram.auth import Access, Refusals, refusal_text
+from frontends.telegram.settings import FRONTEND, Allowlist, TelegramSettings
 from frontends.telegram.views import TextView, TurnView, View, WarningView
 from frontends.text import lifecycle_text, recovery_text, warning_text
 
 if TYPE_CHECKING:
+    from core.config import Config
     from frontends.telegram.connection import Connection
     from frontends.telegram.outbox import Outbox
 
@@ -45,6 +47,9 @@ class TelegramFrontend:
         self.log = context.log
         self.clock = context.clock
         self.store = context.store
+        self.name = context.name
+        self.hooks = context.hooks
+        self.access = Access(self.settings.allowlist)
         self.refusals = Refusals(context.clock)
         self.connection: Connection | None = None
         self.turns: dict[str, TurnView] = {}  # running turns of Telegram chats
@@ -59,8 +64,17 @@ class TelegramFrontend:
         if self.settings.allow_all_users:
             self.log.warning("telegram: allow_all_users = true: anyone who finds the bot can "
                              "run the agent on this machine")
-        self.connection = Connection(self.settings, self.clock, self.log, self.store)
+        self.connection = Connection(self.settings, self.clock, self.log, self.store,
+                                     self.access, self.refusals, self._switched_off)
         self.connection.start(bot)
+
+    def _switched_off(self) -> bool:
+        """Whether the core switched this plugin off (its hooks are no longer called, the
+        veto included): then polling stops, and Telegram keeps the updates. Fails closed."""
+        try:
+            return bool(self.hooks.disabled(self.name))
+        except Exception:
+            return True
 
     @hookimpl
     async def on_shutdown(self) -> None:
@@ -71,7 +85,9 @@ class TelegramFrontend:
 
     @hookimpl
     def on_inbound_message(self, message: ChatMessage) -> str | None:
-        if message.chat.frontend != FRONTEND or self.settings.allows(message.user_id):
+        """The second check (the first is at ingress, for every update): a Telegram chat's
+        message from someone not on the allowlist goes no further."""
+        if message.chat.frontend != FRONTEND or self.access.allows(message.user_id):
             return None
         if self.refusals.due(message.user_id):
             self.log.warning("telegram: refused user %s (%s) in chat %s: not in [telegram] "
@@ -79,6 +95,38 @@ class TelegramFrontend:
                              message.chat.chat_id)
             self._show(TextView(message.chat, refusal_text(message.user_id)))
         return "not in [telegram] allowed_users"
+
+    @hookimpl
+    def authorize(self, chat: ChatRef, user_id: str) -> bool | None:
+        """Whether a queued or resumed turn of a Telegram chat may run: its sender must be on
+        the allowlist in force now."""
+        if chat.frontend != FRONTEND:
+            return None
+        return self.access.allows(user_id)
+
+    @hookimpl
+    def on_config_reload(self, config: Config) -> None:
+        """SIGHUP: take ``allowed_users`` and ``allow_all_users`` from the file as it is now;
+        a bad new value is logged and the allowlist in force kept."""
+        try:
+            allowlist = Allowlist.read(config.settings(FRONTEND))
+        except ConfigError as exc:
+            self.log.error("telegram: the allowlist was not reloaded, the one in force is kept "
+                           "(%d user(s)%s): %s", len(self.access.allowlist.users),
+                           ", anyone" if self.access.allowlist.anyone else "", exc)
+            return
+        before = self.access.allowlist
+        self.access.replace(allowlist)
+        if allowlist == before:
+            self.log.info("telegram: allowlist reloaded, unchanged")
+            return
+        added = sorted(allowlist.users - before.users)
+        removed = sorted(before.users - allowlist.users)
+        self.log.warning("telegram: allowlist reloaded: %d user(s)%s%s%s",
+                         len(allowlist.users), f"; added {', '.join(added)}" if added else "",
+                         f"; removed {', '.join(removed)}" if removed else "",
+                         "; allow_all_users = true: anyone may use the bot"
+                         if allowlist.anyone else "")
 
     # --- rendering ------------------------------------------------------------------
 
@@ -91,6 +139,9 @@ class TelegramFrontend:
         if view is None:
             if event.terminal and event.data.get("queued"):
                 return  # dropped before it started: the core already said so
+            if event.terminal and event.data.get("refused"):
+                self._show(TextView(turn.chat, f"⛔ {event.text or 'not run'}"))
+                return
             view = self.turns[turn.id] = TurnView(turn)
             self._show(view)
         if view.apply(event):

@@ -25,7 +25,7 @@ from frontends.telegram.settings import TelegramSettings
 if TYPE_CHECKING:  # internal types; plugins use core.api at run time
     from core.api import Clock
 
-ALLOWED_UPDATES = ["message", "callback_query"]
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 
 
 class Poller:

@@ -25,6 +25,31 @@ KEYS = (
 
 
 @dataclass(frozen=True)
+class Allowlist:
+    """Who may use the bot: ``allowed_users``, or anyone with ``allow_all_users``."""
+
+    users: frozenset[str]
+    anyone: bool = False
+
+    def allows(self, user_id: str) -> bool:
+        return self.anyone or user_id in self.users
+
+    @classmethod
+    def read(cls, settings: Settings) -> Allowlist:
+        allowed = settings.ids("allowed_users")
+        for user in sorted(allowed):
+            if not re.fullmatch(r"\d+", user):
+                raise _error(settings, "allowed_users", f"{user!r} is not a numeric user id "
+                             "(usernames can change; @userinfobot tells you your id)")
+        anyone = settings.get("allow_all_users", False, bool)
+        if not allowed and not anyone:
+            raise _error(settings, "allowed_users", "is empty, so nobody could use the bot: list "
+                         "the numeric Telegram user ids allowed to use it, or set "
+                         "allow_all_users = true to let anyone in")
+        return cls(frozenset(allowed), anyone)
+
+
+@dataclass(frozen=True)
 class TelegramSettings:
     token_env: str
     allowed_users: frozenset[str]
@@ -44,26 +69,8 @@ class TelegramSettings:
     @classmethod
     def read(cls, settings: Settings, environ: dict[str, str] | None = None) -> TelegramSettings:
         settings.reject_unknown(KEYS)
-        env = os.environ if environ is None else environ
-        token_env = settings.string("token_env", "TELEGRAM_BOT_TOKEN")
-        withhold_from_agents(token_env)
-        token = env.get(token_env, "").strip()
-        if not token:
-            raise _error(settings, "token_env", f"the environment variable {token_env} is not "
-                         "set; put the bot token from @BotFather in it")
-        if not _TOKEN.fullmatch(token):
-            raise _error(settings, "token_env", f"the environment variable {token_env} does not "
-                         "hold a bot token (expected digits, a colon, a secret)")
-        allowed = settings.ids("allowed_users")
-        for user in sorted(allowed):
-            if not re.fullmatch(r"\d+", user):
-                raise _error(settings, "allowed_users", f"{user!r} is not a numeric user id "
-                             "(usernames can change; @userinfobot tells you your id)")
-        allow_all = settings.get("allow_all_users", False, bool)
-        if not allowed and not allow_all:
-            raise _error(settings, "allowed_users", "is empty, so nobody could use the bot: list "
-                         "the numeric Telegram user ids allowed to use it, or set "
-                         "allow_all_users = true to let anyone in")
+        token_env, token = _token(settings, environ)
+        allowlist = Allowlist.read(settings)
         api_base = settings.string("api_base", "https://api.telegram.org").rstrip("/")
         if not api_base.startswith(("http://", "https://")):
             raise settings.error("api_base", f"must be an http:// or https:// URL, not "
@@ -75,8 +82,8 @@ class TelegramSettings:
                                  f"({backoff_min:g}), not {backoff_max:g}")
         return cls(
             token_env=token_env,
-            allowed_users=frozenset(allowed),
-            allow_all_users=allow_all,
+            allowed_users=allowlist.users,
+            allow_all_users=allowlist.anyone,
             api_base=api_base,
             lifecycle_chats=_chats(settings),
             edit_interval=settings.number("edit_interval", 1.0, minimum=0.01),
@@ -91,8 +98,12 @@ class TelegramSettings:
             token=token,
         )
 
+    @property
+    def allowlist(self) -> Allowlist:
+        return Allowlist(self.allowed_users, self.allow_all_users)
+
     def allows(self, user_id: str) -> bool:
-        return self.allow_all_users or user_id in self.allowed_users
+        return self.allowlist.allows(user_id)
 
     def doctor_lines(self) -> list[tuple[bool, str]]:
         """What ``cadenza doctor`` can say without the network."""
@@ -104,6 +115,21 @@ class TelegramSettings:
             (True, f"telegram: bot token found in ${self.token_env}"),
             (True, f"telegram: {who}"),
         ]
+
+
+def _token(settings: Settings, environ: dict[str, str] | None) -> tuple[str, str]:
+    """The bot token, from the environment variable ``token_env``: (token_env, token)."""
+    token_env = settings.string("token_env", "TELEGRAM_BOT_TOKEN")
+    withhold_from_agents(token_env)
+    env = os.environ if environ is None else environ
+    token = env.get(token_env, "").strip()
+    if not token:
+        raise _error(settings, "token_env", f"the environment variable {token_env} is not "
+                     "set; put the bot token from @BotFather in it")
+    if not _TOKEN.fullmatch(token):
+        raise _error(settings, "token_env", f"the environment variable {token_env} does not "
+                     "hold a bot token (expected digits, a colon, a secret)")
+    return token_env, token
 
 
 def _error(settings: Settings, key: str, message: str) -> ConfigError:
