@@ -3,8 +3,9 @@
 Every update, of whatever kind (messages, edits, captions, button presses, kinds added to
 the Bot API later), first passes the ``Gate``: only a person on the allowlist gets past it,
 and a failure while checking is a refusal (the core's ``on_inbound_message`` veto, which this
-frontend also implements, checks again). Then two routers, one per concern: messages (an
-edit of a sent message runs nothing), and inline-button presses. Handlers only hand work to
+frontend also implements, checks again). Then two routers, one per concern: messages, and
+inline-button presses. A message sent via an inline bot is not run, and a forwarded one is
+kept to be quoted into its sender's next prompt (``forwards``). Handlers only hand work to
 ``Lanes``, which runs it in order per chat and chats independently: a slow command in one
 chat never holds up polling or another chat, and an error in one update is logged and ends
 there.
@@ -27,6 +28,7 @@ from core import api
 from core.api import Bot, ChatMessage, ChatRef, Clock
 from frontends.telegram.addressing import addressed_text, chat_of
 from frontends.telegram.auth import Access, Refusals, refusal_text
+from frontends.telegram.forwards import Forwards, forwarded, origin_name
 from frontends.telegram.settings import FRONTEND
 
 Job = Callable[[], Awaitable[Any]]
@@ -82,6 +84,8 @@ class Inbound:
         self.refusals = refusals
         self.log = log
         self.lanes = Lanes(log)
+        self.forwards = Forwards(clock)
+        self.via_bot_told = Refusals(clock)  # "sent via a bot": once an hour per user
 
     # --- the gate -------------------------------------------------------------------
 
@@ -135,7 +139,19 @@ class Inbound:
             if message.chat.type == "private":
                 self._say(chat, "I can only read text messages (and captions).")
             return
-        inbound = ChatMessage(chat, str(user.id), text, user_name=_name(user),
+        user_id = str(user.id)
+        if message.via_bot is not None:
+            if self.via_bot_told.due(f"{chat.key}|{user_id}"):
+                via = f"@{message.via_bot.username}" if message.via_bot.username else "a bot"
+                self._say(chat, f"That message was sent via {via}, so I do not run it as a "
+                          "prompt. If you meant it, type or paste it yourself.")
+            return
+        if forwarded(message):
+            self._say(chat, self.forwards.add(chat.key, user_id, origin_name(message), text))
+            return
+        if not text.lstrip().startswith(("/", "@")):
+            text = self.forwards.take(chat.key, user_id) + text
+        inbound = ChatMessage(chat, user_id, text, user_name=_name(user),
                               message_id=str(message.message_id))
         self.lanes.put(chat.key, lambda: self.core.handle(inbound))
 
