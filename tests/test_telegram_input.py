@@ -1,5 +1,5 @@
 """Hostile input through Telegram (issue 13): forwarded messages and messages sent via an
-inline bot are never run as prompts.
+inline bot are never run as prompts, and links in agent output go where they say.
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ import pytest
 import test_telegram
 from test_telegram import DONE, GROUP, USER, containing, eventually
 from test_telegram_access import hidden_user, spy_on_handle
+
+from frontends.telegram.markup import to_html
+from tests.fakes.telegram_api import parse_text
 
 pytestmark = pytest.mark.usefixtures("agent_path")
 server, token, start = test_telegram.server, test_telegram.token, test_telegram.start
@@ -90,3 +93,34 @@ class _Later:
 
     def monotonic(self) -> float:
         return self.clock.monotonic() + self.ahead
+
+
+# --------------------------------------------------------------------------- links
+
+
+@pytest.mark.parametrize(("source", "shown", "url"), [
+    ("[docs](https://example.com/?a=1&b=2)", "docs", "https://example.com/?a=1&b=2"),
+    ("[x](tg://resolve?domain=evil)", "[x](tg://resolve?domain=evil)", None),
+    ("[mail me](mailto:a@b.c)", "[mail me](mailto:a@b.c)", None),
+    ("[x](javascript:alert(1))", "[x](javascript:alert(1))", None),
+    ("[x](file:///etc/passwd)", "[x](file:///etc/passwd)", None),
+    ("[x](http:///no-host)", "[x](http:///no-host)", None),
+    ("[paypal.com](https://evil.example/login)", "paypal.com (evil.example)",
+     "https://evil.example/login"),
+    ("[https://bank.com/login](https://bank.com.evil.io/x)",
+     "https://bank.com/login (bank.com.evil.io)", "https://bank.com.evil.io/x"),
+    ("[**bank.com**](https://evil.io)", "bank.com (evil.io)", "https://evil.io"),
+    ("[paypal.com](https://раураl.com/)", "paypal.com (xn--l-7sba6dbr.com)",
+     "https://раураl.com/"),
+    ("[https://bank.com](https://bank.com@evil.io/)", "https://bank.com (evil.io)",
+     "https://bank.com@evil.io/"),
+    ("[example.com/docs](https://example.com/docs)", "example.com/docs",
+     "https://example.com/docs"),
+    ("[Release notes 1.2](https://example.com/r)", "Release notes 1.2", "https://example.com/r"),
+])
+def test_links_are_http_only_and_show_where_they_really_go(
+        source: str, shown: str, url: str | None) -> None:
+    text, entities = parse_text(to_html(source)[0], "HTML")
+    assert text == shown
+    links = [entity.get("url") for entity in entities if entity["type"] == "text_link"]
+    assert links == ([url] if url else [])

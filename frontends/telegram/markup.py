@@ -3,8 +3,10 @@
 Agents write Markdown. Fenced code blocks become ``<pre>`` (with their language), inline code
 ``<code>``, ``**bold**``, ``*italic*``/``_italic_``, ``~~strike~~``, headings and
 ``[links](https://...)`` their HTML counterparts; everything else is escaped and shown as
-written. Unbalanced markers stay literal text, so the HTML is always well formed; if Telegram
-still refuses it, the sender falls back to the plain source.
+written. Links are http(s) only (``[x](tg:...)``, ``javascript:`` and the like stay plain
+text), and a link whose label names another host than its target shows the real host.
+Unbalanced markers stay literal text, so the HTML is always well formed; if Telegram still
+refuses it, the sender falls back to the plain source.
 
 A message may start or end inside a code block (a long answer cut in two): ``to_html`` takes
 and returns the language of the block open at the boundary, so both halves show code.
@@ -14,18 +16,24 @@ from __future__ import annotations
 
 import html
 import re
+from urllib.parse import urlsplit
 
 _OPEN = re.compile(r"^ {0,3}```\s*([^\s`]*)[^`]*$")
 _CLOSE = re.compile(r"^ {0,3}```\s*$")
 _HEADING = re.compile(r"^ {0,3}#{1,6}\s+(.+?)(?:\s+#+)?\s*$")
 _INLINE = re.compile(
     r"(?P<code>(?P<ticks>`+)(?P<code_body>.+?)(?P=ticks))"
-    r"|(?P<link>\[(?P<label>[^\]\n]+)\]\((?P<url>(?:https?|tg|mailto):[^\s()]+)\))"
+    r"|(?P<link>\[(?P<label>[^\]\n]+)\]\((?P<url>https?://[^\s()]+)\))"
     r"|(?P<bold>\*\*(?=\S)(?P<bold_body>.+?)(?<=\S)\*\*)"
     r"|(?P<strike>~~(?=\S)(?P<strike_body>.+?)(?<=\S)~~)"
     r"|(?P<em>(?<![\w*])\*(?=[^\s*])(?P<em_body>.+?)(?<=[^\s*])\*(?![\w*]))"
     r"|(?P<em2>(?<![\w_])_(?=[^\s_])(?P<em2_body>.+?)(?<=[^\s_])_(?![\w_]))"
 )
+
+
+# a label that is a URL (any scheme) or starts with something like a host name: a.b, x.y.z:8080
+_HOSTLIKE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://\S|(?://)?[^\s/@:]+(?:@[^\s/@:]+)?"
+                       r"\.[^\s/.:]*[a-z0-9-](?:[:/?#]\S*)?$)", re.IGNORECASE)
 
 
 def escape(text: str) -> str:
@@ -67,6 +75,48 @@ def _pre(lines: list[str], language: str) -> list[str]:
     return [f"<pre>{escape(body)}</pre>"]
 
 
+def _link(label: str, url: str, source: str) -> str:
+    """A link, when it is a well-formed http(s) URL (else its Markdown, as plain text). A
+    label that names another host than the one the link goes to (``[bank.com](https://evil)``)
+    is followed by the real host, so what the reader sees is where it leads."""
+    try:
+        parts = urlsplit(url)
+        host = _ascii(parts.hostname)
+    except ValueError:
+        host = None
+    if not host:
+        return escape(source)
+    text = f'<a href="{html.escape(url, quote=True)}">{_inline(label, True)}</a>'
+    named = _named_host(label)
+    if (named is not None and named != host) or parts.username is not None:
+        text += f" ({escape(host)})"  # user:pass@host is a classic disguise, too
+    return text
+
+
+def _ascii(host: str | None) -> str | None:
+    """A host as the DNS sees it: an internationalised name in its ``xn--`` form, so that a
+    look-alike (Cyrillic "а" for Latin "a") shows as what it is."""
+    if not host or host.isascii():
+        return host
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return host.encode("punycode").decode("ascii")
+
+
+def _named_host(label: str) -> str | None:
+    """The host a link label names, when it is a URL or looks like a host name."""
+    label = label.strip().strip("<>`*_~").strip()
+    if not _HOSTLIKE.match(label):
+        return None
+    if "://" not in label:
+        label = "http://" + label.lstrip("/")
+    try:
+        return _ascii(urlsplit(label).hostname)
+    except ValueError:
+        return None
+
+
 def _inline(text: str, nested: bool = False) -> str:
     """One line of prose. Inside bold, italic or a link (``nested``), code spans lose their
     code style: Telegram does not allow code inside other formatting."""
@@ -81,8 +131,7 @@ def _inline(text: str, nested: bool = False) -> str:
                 body = body[1:-1]
             out.append(escape(body) if nested else f"<code>{escape(body)}</code>")
         elif found["link"]:
-            url = html.escape(found["url"], quote=True)
-            out.append(f'<a href="{url}">{_inline(found["label"], True)}</a>')
+            out.append(_link(found["label"], found["url"], found.group()))
         elif found["bold"]:
             out.append(f"<b>{_inline(found['bold_body'], True)}</b>")
         elif found["strike"]:
