@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiogram.utils.backoff import Backoff
@@ -27,21 +27,23 @@ from frontends.telegram.client import (
     connect,
     make_bot,
 )
-from frontends.telegram.egress import Api, Retry, SendError
+from frontends.telegram.egress import Api, BadFormat, Retry, SendError
 from frontends.telegram.inbound import Inbound, dispatcher
 from frontends.telegram.ledger import Ledger
 from frontends.telegram.outbox import Outbox
 from frontends.telegram.pacing import Pacing
 from frontends.telegram.polling import Poller
 from frontends.telegram.settings import TelegramSettings
+from frontends.telegram.views import interrupted
 
 if TYPE_CHECKING:  # internal types; plugins use core.api at run time
-    from core.api import Clock, Store
+    from core.api import Clock, Recovery, Store
 
 COMMAND_ATTEMPTS = 5
 CLEAR_ATTEMPTS = 3
 CONFIRM_TIMEOUT = 2.0  # seconds for telling Telegram which updates were handled
 CLOSE_MARGIN = 0.5  # of the core's hook time limit, kept for closing the session
+RECOVERY_WAIT = 60.0  # seconds to wait for the journal's recoveries before the clean-up
 PRUNE_AT = 256  # outboxes kept before idle ones are looked for
 
 
@@ -65,6 +67,9 @@ class Connection:
         self.ready = asyncio.Event()  # connected: outboxes may send
         self.ledger = Ledger(store, log)
         self.left_over = self.ledger.left_over()  # buttons a crashed run could not remove
+        self.live_left_over = self.ledger.live_left_over()  # and its unfinished live messages
+        self.recoveries: dict[str, Recovery] = {}  # turn id → how the journal recovers it
+        self.recovered = asyncio.Event()  # every recovery was reported (on_ready)
         self.outboxes: dict[int, Outbox] = {}
         self._prune_at = PRUNE_AT
         self.inbound: Inbound | None = None
@@ -135,24 +140,47 @@ class Connection:
                 await self.clock.sleep(max(0.0, next(backoff)))
 
     async def _clear_left_over(self) -> None:
-        """Remove the buttons of messages a crashed run left behind (see ``ledger``)."""
-        for chat_id, message_id in self.left_over:
-            outbox = self.outbox(chat_id)
-            for _ in range(CLEAR_ATTEMPTS):
-                await self.pacing.slot(outbox.pace)
-                try:
-                    await self.api.clear_buttons(chat_id, message_id)
-                except Retry as retry:
-                    if retry.flood and retry.after is not None:
-                        self.pacing.limited(outbox.pace, retry.after)
-                    continue
-                except SendError as exc:
-                    self.log.info("telegram: left-over buttons in chat %s: %s", chat_id, exc)
-                break
+        """Finish what a crashed run left behind (see ``ledger``): each live message is
+        edited to say that its turn was interrupted, and whether it resumes (known once the
+        journal has reported its recoveries); other messages lose their buttons."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(RECOVERY_WAIT):
+                await self.recovered.wait()
+        live = {(item.chat_id, item.message_id): item for item in self.live_left_over}
+        for chat_id, message_id in dict.fromkeys([*live, *self.left_over]):
+            item = live.get((chat_id, message_id))
+            if item is not None:
+                out = interrupted(item.html, item.plain, self.recoveries.get(item.turn_id))
+                await self._fix(chat_id, message_id, lambda c, m, plain, out=out:
+                                self.api.edit(c, m, out, plain))
+            else:
+                await self._fix(chat_id, message_id, lambda c, m, plain:
+                                self.api.clear_buttons(c, m))
             self.ledger.remove([(chat_id, message_id)])
-        if self.left_over:
-            self.log.info("telegram: removed the buttons of %d message(s) left by the previous "
-                          "run", len(self.left_over))
+        self.recoveries.clear()
+        if self.left_over or live:
+            self.log.info("telegram: finished %d message(s) left by the previous run",
+                          len(set(self.left_over) | set(live)))
+
+    async def _fix(self, chat_id: int, message_id: int,
+                   call: Callable[[int, int, bool], Awaitable[None]]) -> None:
+        """One clean-up call, paced and retried a few times; a failure is only logged."""
+        outbox = self.outbox(chat_id)
+        plain = False
+        for _ in range(CLEAR_ATTEMPTS):
+            await self.pacing.slot(outbox.pace)
+            try:
+                await call(chat_id, message_id, plain)
+            except Retry as retry:
+                if retry.flood and retry.after is not None:
+                    self.pacing.limited(outbox.pace, retry.after)
+                continue
+            except BadFormat:
+                plain = True
+                continue
+            except SendError as exc:
+                self.log.info("telegram: a message left in chat %s: %s", chat_id, exc)
+            return
 
     async def close(self, budget: float) -> None:
         """Stop, within ``budget`` seconds (the core's limit for the on_shutdown hook)."""

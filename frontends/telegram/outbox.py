@@ -29,7 +29,7 @@ from frontends.telegram.egress import (
     Rejected,
     Retry,
 )
-from frontends.telegram.ledger import Ledger
+from frontends.telegram.ledger import Ledger, LiveMessage
 from frontends.telegram.pacing import Pacing
 from frontends.telegram.views import Outgoing, View
 
@@ -51,6 +51,7 @@ class Tracked:
     pending_since: float | None = None  # when the oldest change not yet shown happened
     plain: bool = False  # Telegram refused this view's HTML once: plain text from now on
     buttons: list[tuple[int, int]] = field(default_factory=list)  # sent with buttons
+    live: dict[int, str] = field(default_factory=dict)  # live message id → text on record
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,9 +229,15 @@ class Outbox:
             if out.buttons and message_id != LOST and self.ledger is not None:
                 tracked.buttons.append((self.chat_id, message_id))
                 self.ledger.add(self.chat_id, message_id)
+                self._remember(tracked, message_id, out)
         else:
+            message_id = tracked.ids[index]
+            self._remember(tracked, message_id, out)  # before the edit: a crash may follow
             try:
-                await self._edit(tracked, tracked.ids[index], out)
+                await self._edit(tracked, message_id, out)
+                sealed = out.live is None and tracked.live.pop(message_id, None) is not None
+                if sealed and self.ledger is not None:  # the answer goes on below it
+                    self.ledger.forget_live(self.chat_id, message_id)
             except (Gone, Rejected) as exc:
                 # deleted by someone, too old to edit, or refused: say it in a new message
                 self.log.info("telegram: chat %s: cannot edit message %s (%s); sending anew",
@@ -238,6 +245,15 @@ class Outbox:
                 tracked.ids[index], tracked.shown[index] = NOT_SENT, None
                 return
         tracked.shown[index] = out
+
+    def _remember(self, tracked: Tracked, message_id: int, out: Outgoing) -> None:
+        """Put a live message's text on record when it changed (see ``ledger``)."""
+        if out.live is None or self.ledger is None or tracked.live.get(message_id) == (
+                out.live[2]):
+            return
+        turn_id, html, plain = out.live
+        tracked.live[message_id] = plain
+        self.ledger.remember(LiveMessage(self.chat_id, message_id, turn_id, html, plain))
 
     async def _send(self, tracked: Tracked, out: Outgoing) -> int:
         try:

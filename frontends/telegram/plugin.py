@@ -175,7 +175,16 @@ class TelegramFrontend:
     @hookimpl
     def on_recover(self, recovery: Recovery) -> None:
         if recovery.turn.chat.frontend == FRONTEND:
+            if self.connection is not None:  # the live message it left says so too
+                self.connection.recoveries[recovery.turn.id] = recovery
             self._show(TextView(recovery.turn.chat, recovery_text(recovery)))
+
+    @hookimpl(trylast=True)
+    def on_ready(self) -> None:
+        """After the journal's ``on_ready`` (trylast): every recovery has been reported, so
+        the live messages a crash left can say whether their turns resume."""
+        if self.connection is not None:
+            self.connection.recovered.set()
 
     @hookimpl
     def on_notice(self, notice: Notice) -> None:

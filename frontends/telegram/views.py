@@ -10,10 +10,10 @@ view whose Extend / Stop buttons last while the warning is current.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core import api
-from core.api import ChatRef, StreamEvent, TimeoutWarning, Turn, duration
+from core.api import ChatRef, Recovery, StreamEvent, TimeoutWarning, Turn, duration
 from frontends.telegram.markup import escape, to_html
 from frontends.telegram.split import (
     MAX_MESSAGE,
@@ -38,6 +38,9 @@ class Outgoing:
     html: str
     plain: str
     buttons: tuple[tuple[str, str], ...] = ()  # (label, callback data)
+    # a turn's live message: (turn id, html, plain) of its text without the status line,
+    # kept on record so that a crash cannot leave it saying "working…" (see ``ledger``)
+    live: tuple[str, str, str] | None = field(default=None, compare=False)
 
 
 def stop_button(turn_id: str) -> tuple[str, str]:
@@ -182,7 +185,8 @@ class TurnView(View):
         if self.warning is not None:
             buttons = (extend_button(self.turn.id), *buttons)
         gap = "\n\n" if plain.strip() else ""
-        return Outgoing(f"{html}{gap}<i>{escape(status)}</i>", f"{plain}{gap}{status}", buttons)
+        return Outgoing(f"{html}{gap}<i>{escape(status)}</i>", f"{plain}{gap}{status}", buttons,
+                        live=(self.turn.id, html, plain))
 
 
 class WarningView(View):
@@ -207,6 +211,27 @@ class WarningView(View):
         turn_id = self.turn_view.turn.id
         buttons = (extend_button(turn_id), stop_button(turn_id)) if self.current else ()
         return [Outgoing(escape(self.text), self.text, buttons)]
+
+
+_REASONS = {"crashed": "Cadenza crashed", "restarted": "Cadenza restarted",
+            "reboot": "the machine rebooted"}
+
+
+def interrupted(html: str, plain: str, recovery: Recovery | None) -> Outgoing:
+    """A live message a previous run left behind, finished: its text, then what happened
+    to its turn (resumed below, or not), and no buttons."""
+    if recovery is None:
+        note = "⏸ interrupted: Cadenza stopped before this turn ended"
+    else:
+        why = _REASONS.get(recovery.reason, f"Cadenza {recovery.reason}")
+        if recovery.action == "resume":
+            note = f"⏸ interrupted ({why}) — resuming it below (attempt {recovery.attempt})"
+        else:
+            detail = f": {recovery.detail}" if recovery.detail else ""
+            note = f"⏸ interrupted ({why}) — it will not be resumed{detail}"
+    note = clean(note)[:STATUS_MAX]
+    gap = "\n\n" if plain.strip() else ""
+    return Outgoing(f"{html}{gap}<i>{escape(note)}</i>", f"{plain}{gap}{note}")
 
 
 def _text_parts(label: tuple[str, str], text: str) -> list[Outgoing]:
