@@ -1,5 +1,7 @@
 """Hostile input through Telegram (issue 13): forwarded messages and messages sent via an
-inline bot are never run as prompts, and links in agent output go where they say.
+inline bot are never run as prompts, links in agent output go where they say, and text no
+program can take (lone surrogates, NUL, 100,000 characters, right-to-left marks) is run or
+clearly refused, never lost.
 """
 
 from __future__ import annotations
@@ -124,3 +126,35 @@ def test_links_are_http_only_and_show_where_they_really_go(
     assert text == shown
     links = [entity.get("url") for entity in entities if entity["type"] == "text_link"]
     assert links == ([url] if url else [])
+
+
+# --------------------------------------------------------------------------- hostile text
+
+
+async def test_hostile_text_is_journaled_and_run_or_clearly_refused(start, server) -> None:
+    h = await start()
+    rtl = "שלום עולם — مرحبا بالعالم \u202eevil\u202c"
+    prompts = {
+        "surrogate": "say lone \ud800 surrogate",  # arrives as JSON "\ud800", as from Telegram
+        "nul": "say a\0b",
+        "long": "say " + "x" * 100_000,
+        "rtl": f"say {rtl}",
+    }
+    for prompt in prompts.values():
+        server.push_text(USER, USER, prompt)
+    ends = await h.recorder.finished(len(prompts), timeout=30)
+    by_kind = dict(zip(prompts, ends, strict=True))
+    rows = {row["id"]: row for row in h.app.store.query(
+        "SELECT id, prompt, state FROM journal_turns")}
+    for name, end in by_kind.items():
+        assert rows[end.turn.id]["state"] == end.kind, name  # journaled, to its end
+    assert by_kind["surrogate"].kind == "completed"
+    assert rows[by_kind["surrogate"].turn.id]["prompt"] == "say lone \ufffd surrogate"
+    assert by_kind["rtl"].kind == "completed"
+    assert by_kind["nul"].kind == "failed" and "NUL" in by_kind["nul"].text
+    long_end = by_kind["long"]
+    assert long_end.kind == "completed" or long_end.text  # run, or refused with a reason
+    await server.wait_for(lambda: sum(DONE in t or "❌" in t for t in server.texts(USER))
+                          >= len(prompts), 30)
+    texts = "\n".join(server.texts(USER))
+    assert "lone \ufffd surrogate" in texts and rtl in texts and "NUL character" in texts
