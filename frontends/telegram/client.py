@@ -91,9 +91,9 @@ async def connect(bot: Bot, settings: TelegramSettings, clock: Clock,
             return me
         except TelegramUnauthorizedError:
             delay = settings.backoff_max
-            log.error("telegram: the API at %s rejected the token in $%s (401 Unauthorized); "
+            log.error("telegram: the API at %s rejected the token in %s (401 Unauthorized); "
                       "check it with @BotFather; retrying in %.0f s", settings.api_base,
-                      settings.token_env, delay)
+                      settings.token_source, delay)
         except Exception as exc:
             delay = max(0.0, next(backoff))
             log.warning("telegram: cannot reach the API at %s (%s: %s); retrying in %.1f s",

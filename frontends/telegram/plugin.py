@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from core import api
 from core.api import (
     Bot,
     ChatMessage,
@@ -233,10 +234,18 @@ class TelegramFrontend:
             checks.append((True, f"telegram: {base} answers: this is @{me.username}"))
         except TelegramUnauthorizedError:
             checks.append((False, f"telegram: {base} rejects the token in "
-                           f"${self.settings.token_env}"))
+                           f"{self.settings.token_source}"))
         except Exception as exc:
             reason = "no answer" if isinstance(exc, TimeoutError) else str(exc)
             checks.append((False, f"telegram: cannot reach {base}: {reason}"))
         finally:
             await client.session.close()
-        return checks
+        # aiohttp's errors name the request URL, and the token is part of every one
+        return [(ok, self._redact(text)) for ok, text in checks]
+
+    def _redact(self, text: str) -> str:
+        redact = getattr(api, "redact", None)
+        if redact is not None:
+            text = redact(text)
+        token = self.settings.token
+        return text.replace(token, "[redacted]") if token else text

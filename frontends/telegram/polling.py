@@ -59,8 +59,8 @@ class Poller:
                 continue
             except TelegramUnauthorizedError:
                 delay = self.settings.backoff_max
-                self.log.error("telegram: the token in $%s was rejected (401); retrying in "
-                               "%.0f s", self.settings.token_env, delay)
+                self.log.error("telegram: the token in %s was rejected (401); retrying in "
+                               "%.0f s", self.settings.token_source, delay)
                 await self.clock.sleep(delay)
                 continue
             except Exception as exc:

@@ -11,14 +11,16 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from core import api
 from core.api import ChatRef, ConfigError, Settings, withhold_from_agents
 
 FRONTEND = "telegram"
 _TOKEN = re.compile(r"\d+:\S+")  # what aiogram accepts
 
 KEYS = (
-    "token_env", "allowed_users", "allow_all_users", "api_base", "lifecycle_chats",
+    "token_env", "token_file", "allowed_users", "allow_all_users", "api_base", "lifecycle_chats",
     "edit_interval", "group_messages_per_minute", "messages_per_second", "request_timeout",
     "poll_timeout", "backoff_min", "backoff_max", "flush_timeout",
 )
@@ -65,11 +67,12 @@ class TelegramSettings:
     backoff_max: float  # longest delay between two such retries
     flush_timeout: float  # at shutdown, how long final texts may still take to go out
     token: str = field(default="", repr=False)
+    token_file: str = ""  # where the token was read from, when not from $token_env
 
     @classmethod
     def read(cls, settings: Settings, environ: dict[str, str] | None = None) -> TelegramSettings:
         settings.reject_unknown(KEYS)
-        token_env, token = _token(settings, environ)
+        token_env, token_file, token = _token(settings, environ)
         allowlist = Allowlist.read(settings)
         api_base = settings.string("api_base", "https://api.telegram.org").rstrip("/")
         if not api_base.startswith(("http://", "https://")):
@@ -96,11 +99,17 @@ class TelegramSettings:
             backoff_max=backoff_max,
             flush_timeout=settings.number("flush_timeout", 8.0, minimum=0),
             token=token,
+            token_file=token_file,
         )
 
     @property
     def allowlist(self) -> Allowlist:
         return Allowlist(self.allowed_users, self.allow_all_users)
+
+    @property
+    def token_source(self) -> str:
+        """Where the token came from, for messages: the file or the variable."""
+        return self.token_file or f"${self.token_env}"
 
     def allows(self, user_id: str) -> bool:
         return self.allowlist.allows(user_id)
@@ -112,24 +121,55 @@ class TelegramSettings:
                else f"{len(self.allowed_users)} allowed user(s): "
                + ", ".join(sorted(self.allowed_users)))
         return [
-            (True, f"telegram: bot token found in ${self.token_env}"),
+            (True, f"telegram: bot token found in {self.token_source}"),
             (True, f"telegram: {who}"),
         ]
 
 
-def _token(settings: Settings, environ: dict[str, str] | None) -> tuple[str, str]:
-    """The bot token, from the environment variable ``token_env``: (token_env, token)."""
+def _token(settings: Settings, environ: dict[str, str] | None) -> tuple[str, str, str]:
+    """The bot token, from ``token_file`` (relative to plugins.toml's folder) when that is
+    set, else from the environment variable ``token_env``: (token_env, token_file, token).
+    The token is registered as a secret the moment it is read."""
     token_env = settings.string("token_env", "TELEGRAM_BOT_TOKEN")
     withhold_from_agents(token_env)
+    token_file = settings.string("token_file", "")
+    if token_file:
+        if "token_env" in settings.values:
+            raise settings.error("token_file", "set either token_file or token_env, not both")
+        path = Path(token_file).expanduser()
+        if not path.is_absolute():
+            path = settings.config.path.resolve().parent / path
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise settings.error("token_file", f"cannot read the bot token from {path}: "
+                                 f"{reason}") from None
+        _secret(token)
+        if not token:
+            raise settings.error("token_file", f"{path} is empty; put the bot token from "
+                                 "@BotFather in it")
+        if not _TOKEN.fullmatch(token):
+            raise settings.error("token_file", f"{path} does not hold a bot token (expected "
+                                 "digits, a colon, a secret)")
+        return token_env, str(path), token
     env = os.environ if environ is None else environ
     token = env.get(token_env, "").strip()
+    _secret(token)
     if not token:
         raise _error(settings, "token_env", f"the environment variable {token_env} is not "
-                     "set; put the bot token from @BotFather in it")
+                     "set; put the bot token from @BotFather in it (or set token_file)")
     if not _TOKEN.fullmatch(token):
         raise _error(settings, "token_env", f"the environment variable {token_env} does not "
                      "hold a bot token (expected digits, a colon, a secret)")
-    return token_env, token
+    return token_env, "", token
+
+
+def _secret(token: str) -> None:
+    """Redact the token from everything Cadenza logs, prints or stores from now on."""
+    register = getattr(api, "register_secret", None)
+    if register is not None and token:
+        register(token)
 
 
 def _error(settings: Settings, key: str, message: str) -> ConfigError:
