@@ -27,7 +27,7 @@ from frontends.telegram.client import (
     connect,
     make_bot,
 )
-from frontends.telegram.egress import Api, BadFormat, Retry, SendError
+from frontends.telegram.egress import CLOUD_API, MAX_UPLOAD, Api, BadFormat, Retry, SendError
 from frontends.telegram.inbound import Inbound, dispatcher
 from frontends.telegram.ledger import Ledger
 from frontends.telegram.outbox import Outbox
@@ -60,7 +60,7 @@ class Connection:
         Redact(settings.token).install(
             [log, *(logging.getLogger(name) for name in AIOGRAM_LOGGERS)])
         self.client = make_bot(settings)
-        self.api = Api(self.client)
+        self.api = Api(self.client, MAX_UPLOAD if settings.api_base == CLOUD_API else None)
         self.pacing = Pacing(clock, edit_interval=settings.edit_interval,
                              group_per_minute=settings.group_messages_per_minute,
                              per_second=settings.messages_per_second)

@@ -3,28 +3,39 @@
 Every call either succeeds or raises one of the exceptions below, which say what to do next:
 wait and try again (``Retry``: 429 with its ``retry_after``, network errors, 5xx, a request
 that hung past the client timeout), send a new message instead of editing (``Gone``), send
-the same thing as plain text (``BadFormat``), give up on this message (``Rejected``) or on the
-whole chat (``ChatUnavailable``: the bot was blocked or removed). "Message is not modified"
-is a success. Nothing here sleeps: the caller decides when to retry, with fresh content.
+the same thing as plain text (``BadFormat``), give up on this message (``Rejected``; also a
+document too large for Telegram, or unreadable) or on the whole chat (``ChatUnavailable``:
+the bot was blocked or removed). "Message is not modified" is a success. Nothing here
+sleeps: the caller decides when to retry, with fresh content.
 """
 
 from __future__ import annotations
+
+import os
 
 from aiogram import Bot
 from aiogram.exceptions import (
     AiogramError,
     TelegramAPIError,
     TelegramBadRequest,
+    TelegramEntityTooLarge,
     TelegramForbiddenError,
     TelegramMigrateToChat,
     TelegramRetryAfter,
     TelegramUnauthorizedError,
 )
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
+from aiogram.types import (
+    FSInputFile,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+)
 
 from frontends.telegram.views import Outgoing
 
 HTML = "HTML"
+MAX_UPLOAD = 50 * 1024 * 1024  # what the cloud Bot API takes from a bot (a local server: 2 GB)
+CLOUD_API = "https://api.telegram.org"
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 
 
@@ -80,6 +91,10 @@ def classify(exc: BaseException) -> SendError:
     if isinstance(exc, TelegramRetryAfter):
         return Retry(f"flood control: retry after {exc.retry_after} s", exc.retry_after,
                      flood=True)
+    if isinstance(exc, TelegramEntityTooLarge):
+        return Rejected("too large for Telegram")
+    if isinstance(exc, OSError):  # a file to upload could not be read
+        return Rejected(f"cannot read the file: {exc.strerror or exc}")
     if isinstance(exc, TelegramMigrateToChat):
         return Migrated("the group became a supergroup", exc.migrate_to_chat_id)
     if isinstance(exc, TelegramForbiddenError):
@@ -112,8 +127,9 @@ def keyboard(buttons: tuple[tuple[str, str], ...]) -> InlineKeyboardMarkup | Non
 class Api:
     """The calls the outbox makes. ``plain=True`` sends ``Outgoing.plain`` unformatted."""
 
-    def __init__(self, bot: Bot) -> None:
+    def __init__(self, bot: Bot, max_upload: int | None = None) -> None:
         self.bot = bot
+        self.max_upload = max_upload  # bytes a document may have; None: the server decides
 
     async def send(self, chat_id: int, thread_id: int | None, out: Outgoing,
                    plain: bool = False) -> int:
@@ -122,6 +138,29 @@ class Api:
                 chat_id=chat_id, message_thread_id=thread_id,
                 text=out.plain if plain else out.html, parse_mode=None if plain else HTML,
                 reply_markup=keyboard(out.buttons), link_preview_options=NO_PREVIEW,
+            )
+        except Exception as exc:
+            raise classify(exc) from None
+        return message.message_id
+
+    async def send_document(self, chat_id: int, thread_id: int | None, out: Outgoing,
+                            plain: bool = False) -> int:
+        """Upload ``out.document`` (multipart) with ``out`` as its caption."""
+        assert out.document is not None
+        path, name = out.document
+        try:
+            size = os.path.getsize(path)
+        except OSError as exc:
+            raise Rejected(f"cannot read the file: {exc.strerror or exc}") from None
+        if self.max_upload is not None and size > self.max_upload:
+            mb = 1024 * 1024
+            raise Rejected(f"{size / mb:,.1f} MB, more than the {self.max_upload / mb:,.0f} MB "
+                           "Telegram lets a bot upload")
+        try:
+            message = await self.bot.send_document(
+                chat_id=chat_id, message_thread_id=thread_id,
+                document=FSInputFile(path, filename=name),
+                caption=out.plain if plain else out.html, parse_mode=None if plain else HTML,
             )
         except Exception as exc:
             raise classify(exc) from None

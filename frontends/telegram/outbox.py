@@ -31,7 +31,7 @@ from frontends.telegram.egress import (
 )
 from frontends.telegram.ledger import Ledger, LiveMessage
 from frontends.telegram.pacing import Pacing
-from frontends.telegram.views import Outgoing, View
+from frontends.telegram.views import DocumentView, Outgoing, View
 
 if TYPE_CHECKING:  # internal types; plugins use core.api at run time
     from core.api import Clock
@@ -256,18 +256,24 @@ class Outbox:
         self.ledger.remember(LiveMessage(self.chat_id, message_id, turn_id, html, plain))
 
     async def _send(self, tracked: Tracked, out: Outgoing) -> int:
+        send = self.api.send if out.document is None else self.api.send_document
         try:
             try:
-                return await self.api.send(self.chat_id, tracked.thread, out, tracked.plain)
+                return await send(self.chat_id, tracked.thread, out, tracked.plain)
             except BadFormat as exc:
                 self.log.warning("telegram: chat %s: formatting refused (%s); sending plain "
                                  "text", self.chat_id, exc)
                 tracked.plain = True
-                return await self.api.send(self.chat_id, tracked.thread, out, True)
+                return await send(self.chat_id, tracked.thread, out, True)
         except NoThread:
             tracked.thread = None  # the topic is gone: the chat's main thread still works
             raise Retry("the forum topic is gone; sending to the chat", 0.0) from None
         except Rejected as exc:
+            if out.document is not None and isinstance(tracked.view, DocumentView):
+                self.log.warning("telegram: chat %s: could not send %s (%s); saying so instead",
+                                 self.chat_id, out.document[0], exc)
+                tracked.view.fail(str(exc))  # it shows a text message now: sent next round
+                return NOT_SENT
             self.log.error("telegram: chat %s refused a message for good (%s): %.200r",
                            self.chat_id, exc, out.plain)
             return LOST

@@ -29,7 +29,7 @@ from core.api import (
 )
 from frontends.telegram.auth import Access, Refusals, refusal_text
 from frontends.telegram.settings import FRONTEND, Allowlist, TelegramSettings
-from frontends.telegram.views import TextView, TurnView, View, WarningView
+from frontends.telegram.views import DocumentView, TextView, TurnView, View, WarningView
 from frontends.text import lifecycle_text, recovery_text, warning_text
 
 if TYPE_CHECKING:
@@ -150,6 +150,10 @@ class TelegramFrontend:
         if event.terminal:
             del self.turns[turn.id]
             self.warnings.pop(turn.id, None)
+            path = event.data.get("output_file")
+            if path:  # the answer was capped: the chat got its head and tail, here is all
+                self._show(DocumentView(turn, str(path), int(event.data.get("output_omitted")
+                                                             or 0)))
 
     @hookimpl
     def on_timeout_warning(self, warning: TimeoutWarning) -> None:

@@ -5,11 +5,14 @@ answer cut into Telegram-sized parts; the last part is the live message, with th
 activity underneath and a Stop button while the turn runs, and the outcome once it ended.
 Parts before the last are sealed when the answer outgrows a message, and never change again.
 Notices, lifecycle and recovery messages are one-off text views; a timeout warning is a text
-view whose Extend / Stop buttons last while the warning is current.
+view whose Extend / Stop buttons last while the warning is current. A turn whose answer
+went over ``[core] max_output`` ends with a document view: the whole output as a file, or a
+clear message when the file cannot be sent.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from core import api
@@ -41,6 +44,8 @@ class Outgoing:
     # a turn's live message: (turn id, html, plain) of its text without the status line,
     # kept on record so that a crash cannot leave it saying "working…" (see ``ledger``)
     live: tuple[str, str, str] | None = field(default=None, compare=False)
+    # a document to upload (path, file name); ``html`` / ``plain`` are then its caption
+    document: tuple[str, str] | None = None
 
 
 def stop_button(turn_id: str) -> tuple[str, str]:
@@ -232,6 +237,43 @@ def interrupted(html: str, plain: str, recovery: Recovery | None) -> Outgoing:
     note = clean(note)[:STATUS_MAX]
     gap = "\n\n" if plain.strip() else ""
     return Outgoing(f"{html}{gap}<i>{escape(note)}</i>", f"{plain}{gap}{note}")
+
+
+class DocumentView(View):
+    """The whole output of a turn that was too long for the chat, as a file; a clear message
+    instead when it cannot be sent."""
+
+    def __init__(self, turn: Turn, path: str, omitted: int) -> None:
+        self.chat = turn.chat
+        self.turn = turn
+        self.path = path
+        self.omitted = omitted
+        self.error: str | None = None
+        name = clean(turn.session)[:LABEL_MAX - 3]
+        self.label = f"[{name}] " if name else ""
+        try:
+            self.size = os.path.getsize(path)
+        except OSError as exc:
+            self.size = 0
+            self.fail(exc.strerror or str(exc))
+
+    def fail(self, reason: str) -> None:
+        """The file cannot be sent (gone, too big, refused): say so instead."""
+        self.error = clean(reason)[:300]
+
+    def desired(self) -> list[Outgoing]:
+        if self.error is None:
+            caption = (f"{self.label}📄 The whole output of this turn ({_kb(self.size)}); "
+                       f"{_kb(self.omitted)} of it was not shown above.")
+            return [Outgoing(escape(caption), caption,
+                             document=(self.path, f"output-{self.turn.id}.txt"))]
+        text = (f"{self.label}⚠️ The whole output of this turn could not be sent as a file "
+                f"({self.error}). It is kept on the bot's machine as {self.path}.")
+        return [Outgoing(escape(text), text)]
+
+
+def _kb(size: int) -> str:
+    return f"{size / 1_000_000:,.1f} MB" if size >= 1_000_000 else f"{size / 1000:,.0f} KB"
 
 
 def _text_parts(label: tuple[str, str], text: str) -> list[Outgoing]:
