@@ -1,11 +1,13 @@
-"""Agent subprocesses: own session and process group, stdin from /dev/null, signalled as a group.
+"""Agent subprocesses: own session and process group, the prompt on stdin, signalled as a group.
 
-The real Codex CLI waits for its stdin to close, and npm's ``codex`` is a launcher whose child
-does the work: so every agent gets ``/dev/null`` as stdin and its whole group is signalled.
-Some tools leave the group (Claude's Bash tool starts its own session), so every agent also
-carries ``CADENZA_TURN=<turn id>`` in its environment, which its descendants inherit: stopping
-a turn signals the marked processes too, and after a crash the journal finds and stops what
-the dead run left behind. On Linux the agent also gets SIGTERM if Cadenza dies.
+An agent's stdin is never Cadenza's own and never left open: the prompt is written to it from
+a task (the agent may print before it reads) and it is closed, or it is ``/dev/null`` (the
+real Codex CLI waits for its stdin to close). npm's ``codex`` is a launcher whose child does
+the work, so the whole group is signalled. Some tools leave the group (Claude's Bash tool
+starts its own session), so every agent also carries ``CADENZA_TURN=<turn id>`` in its
+environment, which its descendants inherit: stopping a turn signals the marked processes
+too, and after a crash the journal finds and stops what the dead run left behind. On Linux
+the agent also gets SIGTERM if Cadenza dies.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import os
 import shutil
 import signal
 import sys
+from asyncio.subprocess import DEVNULL, PIPE
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +40,24 @@ def withhold_from_agents(*names: str) -> None:
 def agent_environment(extra: Mapping[str, str], marker: str) -> dict[str, str]:
     inherited = {key: value for key, value in os.environ.items() if key not in _withheld}
     return {**inherited, **extra, MARKER: marker}
+
+
+NUL_PROBLEM = "The prompt contains a NUL character, which no program can receive; remove it."
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """How one turn's agent starts."""
+
+    argv: list[str]
+    stdin: str | None = None  # the prompt, written to stdin, which is then closed; else /dev/null
+
+
+def stdin_problem(launch: Launch) -> str | None:
+    """Why this prompt cannot go to the agent's stdin; None when it can."""
+    return NUL_PROBLEM if launch.stdin is not None and "\0" in launch.stdin else None
+
+
 CHUNK = 1 << 16
 MAX_LINE = 64 << 20  # a longer line is cut here rather than held in memory without bound
 STDERR_LINES = 40
@@ -50,29 +72,50 @@ class AgentProcess:
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_LINES)
         self.marker = ""
         self._stderr_task = asyncio.ensure_future(self._drain_stderr())
+        self._stdin_task: asyncio.Future[None] | None = None
 
     @classmethod
     async def spawn(
-        cls, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], marker: str
+        cls, launch: Launch, *, cwd: Path, env: Mapping[str, str], marker: str
     ) -> AgentProcess:
-        """Start ``argv``; raises FileNotFoundError when its program cannot be found."""
+        """Start ``launch``; raises FileNotFoundError when its program cannot be found, and
+        ValueError for a prompt with a NUL character."""
+        if stdin_problem(launch):
+            raise ValueError(NUL_PROBLEM)
         full_env = agent_environment(env, marker)
-        program = resolve(argv[0], cwd, full_env)
+        program = resolve(launch.argv[0], cwd, full_env)
         if program is None:
-            raise FileNotFoundError(argv[0])
+            raise FileNotFoundError(launch.argv[0])
         wrapper = [_SETPRIV, "--pdeathsig", "TERM", "--"] if _SETPRIV else []
         proc = await asyncio.create_subprocess_exec(
-            *wrapper, program, *argv[1:],
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            *wrapper, program, *launch.argv[1:],
+            stdin=PIPE if launch.stdin is not None else DEVNULL,
+            stdout=PIPE,
+            stderr=PIPE,
             cwd=cwd,
             env=full_env,
             start_new_session=True,
         )
         process = cls(proc)
         process.marker = marker
+        if launch.stdin is not None:
+            process._stdin_task = asyncio.ensure_future(process._feed(launch.stdin))
         return process
+
+    async def _feed(self, prompt: str) -> None:
+        """Write the prompt and close stdin; an agent that exits without reading it is no
+        error of ours (its exit code and stderr tell)."""
+        stdin = self.proc.stdin
+        assert stdin is not None
+        try:
+            stdin.write(prompt.encode("utf-8", "replace"))
+            await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            stdin.close()
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                await stdin.wait_closed()
 
     async def lines(self) -> AsyncIterator[str]:
         """stdout, line by line, decoded leniently; ends at EOF."""
@@ -107,6 +150,9 @@ class AgentProcess:
     async def reap(self) -> None:
         """After the leader exited: whatever it left behind in its group goes too."""
         self._signal(signal.SIGKILL)
+        if self._stdin_task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stdin_task, timeout=1.0)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stderr_task, timeout=1.0)
 

@@ -14,10 +14,11 @@ from typing import Any
 
 from core import events
 from core.agents import Agent, failure_text
+from core.agents import launch as agent_launch
 from core.clock import Clock
 from core.events import StreamEvent, Turn
 from core.output import OutputCap
-from core.process import AgentProcess
+from core.process import NUL_PROBLEM, AgentProcess, stdin_problem
 from core.relay import HookRelay
 
 log = logging.getLogger("cadenza.turns")
@@ -117,16 +118,17 @@ class TurnRunner:
     async def _run_agent(self) -> tuple[str, str, Mapping[str, Any]]:
         if self._stop_kind is not None:
             return self._stop_kind, self._stop_reason, {}
-        argv = self.agent.argv(self.turn.prompt, self.turn.resume_id)
-        problem = _argv_problem(argv)
+        launch = agent_launch(self.agent, self.turn.prompt, self.turn.resume_id)
+        problem = _argv_problem(launch.argv) or stdin_problem(launch)
         if problem:
             return events.FAILED, problem, {"exit_code": None}
         try:
             self._process = process = await AgentProcess.spawn(
-                argv, cwd=self.workdir, env=self.agent.env(), marker=self.turn.id
+                launch, cwd=self.workdir, env=self.agent.env(), marker=self.turn.id
             )
         except FileNotFoundError:
-            missing = argv[0] if self.workdir.is_dir() else f"working directory {self.workdir}"
+            missing = (launch.argv[0] if self.workdir.is_dir()
+                       else f"working directory {self.workdir}")
             return events.FAILED, (
                 f"cannot start the {self.agent.name} agent: {missing} was not found. "
                 "Install it, or set [agent] default / the agent's binary in plugins.toml."
@@ -200,7 +202,7 @@ def _argv_problem(argv: list[str]) -> str | None:
     """Why this command line cannot be started, in the user's terms; None when it can."""
     for part in argv:
         if "\0" in part:
-            return "The prompt contains a NUL character, which no program can receive; remove it."
+            return NUL_PROBLEM
         size = len(part.encode("utf-8", "surrogateescape"))
         if size > MAX_ARG:
             return (f"The prompt is too long to hand to the agent on its command line "

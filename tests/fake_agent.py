@@ -18,7 +18,9 @@ script, one step per line or ``;``-separated (unknown steps after the first are 
     ignore_term       this process ignores SIGTERM from now on
 
 Anything else is answered with "echo: PROMPT". ``--resume ID`` / ``resume ID`` continues
-session ID. Every call is appended to $FAKE_AGENT_LOG (argv as JSON) when that is set.
+session ID. Like the real CLIs, ``claude -p`` without a prompt argument and ``codex exec ... -``
+read the prompt from stdin, to its end. Every call is appended to $FAKE_AGENT_LOG (argv, pid
+and prompt as JSON) when that is set.
 """
 
 from __future__ import annotations
@@ -135,15 +137,26 @@ def emit(message: dict) -> None:
     print(json.dumps(message), flush=True)
 
 
-def parse_args(mode: str, args: list[str]) -> tuple[str, str | None]:
-    """(prompt, resume id) from a claude- or codex-shaped command line."""
+def parse_args(mode: str, args: list[str]) -> tuple[str | None, str | None]:
+    """(prompt, resume id) from a claude- or codex-shaped command line; the prompt is None
+    when it is to be read from stdin."""
     if mode == "claude":
         resume = args[args.index("--resume") + 1] if "--resume" in args else None
-        return args[args.index("-p") + 1], resume
+        after = args[args.index("-p") + 1:]
+        return (after[0] if after and not after[0].startswith("-") else None), resume
     if mode == "codex":
         resume = args[args.index("resume") + 1] if "resume" in args else None
-        return args[-1], resume
+        return (None if args[-1] == "-" else args[-1]), resume
     return " ".join(args), None
+
+
+def read_prompt() -> str:
+    prompt = sys.stdin.read()
+    if not prompt:
+        print("Error: Input must be provided either through stdin or as a prompt argument",
+              file=sys.stderr, flush=True)
+        sys.exit(1)
+    return prompt
 
 
 def run_script(agent: Claude | Codex | Plain, prompt: str) -> None:
@@ -196,10 +209,13 @@ def main() -> None:
     if "--version" in args:
         print(f"{mode} fake 1.0")
         return
+    prompt, resume = parse_args(mode, args)
+    on_stdin = prompt is None
+    prompt = read_prompt() if prompt is None else prompt
     if log := os.environ.get("FAKE_AGENT_LOG"):
         with open(log, "a") as handle:
-            handle.write(json.dumps({"mode": mode, "argv": args, "pid": os.getpid()}) + "\n")
-    prompt, resume = parse_args(mode, args)
+            handle.write(json.dumps({"mode": mode, "argv": args, "pid": os.getpid(),
+                                     "prompt": prompt, "stdin": on_stdin}) + "\n")
     session = resume or str(uuid.uuid4())
     agent = {"claude": Claude, "codex": Codex}.get(mode, Plain)(session)
     agent.start()

@@ -44,6 +44,10 @@ def agent_calls(setup: dict) -> list[list[str]]:
     return [json.loads(line)["argv"] for line in setup["log"].read_text().splitlines()]
 
 
+def agent_prompts(setup: dict) -> list[str]:
+    return [json.loads(line)["prompt"] for line in setup["log"].read_text().splitlines()]
+
+
 def run(setup: dict):
     return start(["run"], setup["env"], setup["cwd"])
 
@@ -91,7 +95,7 @@ def test_crash_then_restart_resumes_the_turn_with_its_session(setup: dict) -> No
     assert (row["state"], row["attempt"]) == ("completed", 2)
     resumed = agent_calls(setup)[-1]
     assert resumed[resumed.index("--resume") + 1] == row["agent_session_id"]
-    assert "was interrupted (Cadenza crashed)" in resumed[resumed.index("-p") + 1]
+    assert "was interrupted (Cadenza crashed)" in agent_prompts(setup)[-1]
 
 
 def test_sigterm_then_start_says_restarted_and_resumes(setup: dict) -> None:

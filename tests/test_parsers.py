@@ -146,13 +146,15 @@ def test_command_parser_keeps_lines_and_exit_code() -> None:
 
 
 def test_command_lines() -> None:
+    # the prompt goes on stdin: never in argv, where "-x" would be an option
     claude = ClaudeAgent("claude", "claude", ["--model", "x"])
-    assert claude.argv("hi", "S1") == ["claude", "-p", "hi", "--output-format", "stream-json",
+    assert claude.argv("hi", "S1") == ["claude", "-p", "--output-format", "stream-json",
                                        "--verbose", "--resume", "S1", "--model", "x"]
     codex = CodexAgent("codex", "codex", ["-c", "a=b"])
     assert codex.argv("-x", None) == ["codex", "-c", "a=b", "exec", "--json",
-                                      "--skip-git-repo-check", "--", "-x"]
-    assert codex.argv("go", "T1")[-4:] == ["resume", "T1", "--", "go"]
+                                      "--skip-git-repo-check", "-"]
+    assert codex.argv("go", "T1")[-3:] == ["resume", "T1", "-"]
+    assert claude.stdin_prompt and codex.stdin_prompt
 
 
 def test_codex_reconnects_are_retry_notices_not_errors() -> None:

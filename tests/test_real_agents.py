@@ -48,7 +48,7 @@ from tests.fakes.agent_clis import (
     ensure_installed,
     proxy_env,
 )
-from tests.fakes.model_api import FakeModelAPI, big_text
+from tests.fakes.model_api import FakeModelAPI, _anthropic_prompt, _responses_prompt, big_text
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENTS = ["claude", "codex"]
@@ -441,6 +441,37 @@ def test_the_turn_completes_while_cadenzas_stdin_stays_open(rig: Rig) -> None:
     out = run.read_until("✅ done", timeout=20, since=since)
     assert "answered with stdin open\n✅ done" in out
     assert run.proc.poll() is None, "Cadenza should still wait for more input"
+    assert run.close() == 0, run.transcript()
+    no_remote_requests(rig)
+
+
+def model_prompts(rig: Rig) -> list[str]:
+    """The prompt of each request the CLI sent the fake model (the last user text)."""
+    read = _anthropic_prompt if rig.agent == "claude" else _responses_prompt
+    key = "messages" if rig.agent == "claude" else "input"
+    return [read(request.body[key])[0] for request in rig.api.requests(MODEL_PATHS[rig.agent])]
+
+
+@pytest.mark.parametrize("prompt", ["--version -p is a prompt, not options", "-"],
+                         ids=["dashes", "lone-dash"])
+def test_a_prompt_starting_with_a_dash_is_a_prompt(rig: Rig, prompt: str) -> None:
+    run = rig.start()
+    since = run.send(prompt)
+    out = run.read_until("✅ done", since=since)
+    assert f"echo: {prompt}\n✅ done" in out, run.transcript()
+    assert model_prompts(rig)[-1] == prompt
+    assert run.close() == 0, run.transcript()
+    no_remote_requests(rig)
+
+
+def test_a_200_kb_prompt_reaches_the_model_whole(rig: Rig) -> None:
+    """Past the kernel's 128 KiB limit on one argument: the prompt goes on stdin."""
+    words = "w" * 200_000
+    run = rig.start()
+    since = run.send(f"say {words}")
+    out = run.read_until("✅ done", timeout=60, since=since)
+    assert f"{words}\n✅ done" in out, run.transcript()
+    assert model_prompts(rig)[-1] == f"say {words}"
     assert run.close() == 0, run.transcript()
     no_remote_requests(rig)
 

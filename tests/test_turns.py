@@ -191,12 +191,14 @@ async def test_cadenzas_secrets_are_withheld_from_agents(start_app, monkeypatch,
     assert h.recorder.text_of(end.turn.id) == "token=[] other=[shown]\n"
 
 
-@pytest.mark.parametrize(("prompt", "needle"), [
-    ("say a\0b", "contains a NUL character"),
-    ("say " + "x" * 200_000, "too long to hand to the agent"),
-])
-async def test_prompts_no_program_can_receive_fail_clearly(start_app, prompt, needle) -> None:
-    h = await start_app(agent_config("claude"))
+@pytest.mark.parametrize(("agent", "prompt", "needle"), [
+    ("claude", "say a\0b", "contains a NUL character"),  # on stdin
+    ("command", "echo a\0b", "contains a NUL character"),  # in argv
+    ("command", "echo " + "x" * 200_000, "too long to hand to the agent"),  # in argv
+], ids=["nul-on-stdin", "nul-in-argv", "too-long-for-argv"])
+async def test_prompts_no_program_can_receive_fail_clearly(start_app, agent, prompt,
+                                                           needle) -> None:
+    h = await start_app(agent_config(agent))
     await h.say(prompt)
     (end,) = await h.recorder.finished()
     assert end.kind == "failed" and needle in end.text

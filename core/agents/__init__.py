@@ -3,6 +3,10 @@
 An adapter builds the command line (resuming an agent-side session when it can) and makes
 one ``Parser`` per turn that turns output lines into stream events. Built in: ``claude``,
 ``codex`` and ``command``; plugins add more through the ``register_agents`` hook.
+
+The prompt goes on the agent's stdin (which is then closed) when the agent can read it there
+(``stdin_prompt``): then a prompt that starts with ``-`` is still a prompt, and its size is
+not bound by the kernel's limit on one argument.
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ import json
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from core import events
 from core.agents.summary import compact
 from core.config import Config, Settings
+from core.process import Launch
 
 # What a parser yields: (kind, text, data); the runner adds the turn and sequence number.
 Parsed = tuple[str, str, Mapping[str, Any]]
@@ -37,9 +42,12 @@ class Parser(Protocol):
 class Agent(Protocol):
     name: str
     binary: str  # the program, looked up on PATH; "" when the argv template names it
+    # True: ``argv`` leaves the prompt out, and it is written to the agent's stdin, which is
+    # then closed; False (the default when an agent does not say): stdin is /dev/null.
+    stdin_prompt: bool
 
     def argv(self, prompt: str, resume_id: str | None) -> list[str]:
-        """The full command line for one turn."""
+        """The command line for one turn: with the prompt, unless ``stdin_prompt``."""
 
     def env(self) -> Mapping[str, str]:
         """Extra environment variables for the agent process."""
@@ -51,6 +59,13 @@ class Agent(Protocol):
         """Whether ``argv`` continues an agent-side session when given ``resume_id``."""
 
 
+def launch(agent: Agent, prompt: str, resume_id: str | None) -> Launch:
+    """How ``agent`` starts for one turn; an agent that predates ``stdin_prompt`` gets the
+    prompt in its argv."""
+    stdin = prompt if getattr(agent, "stdin_prompt", False) else None
+    return Launch(agent.argv(prompt, resume_id), stdin)
+
+
 @dataclass
 class CliAgent:
     """Shared settings of the agents configured under ``[agent.NAME]``."""
@@ -59,6 +74,7 @@ class CliAgent:
     binary: str
     args: list[str] = field(default_factory=list)  # extra arguments: model, permissions, ...
     extra_env: dict[str, str] = field(default_factory=dict)
+    stdin_prompt: ClassVar[bool] = False
 
     @classmethod
     def from_settings(cls, settings: Settings, name: str, binary: str) -> CliAgent:

@@ -1,4 +1,5 @@
-"""Claude Code: ``claude -p PROMPT --output-format stream-json --verbose [--resume ID]``.
+"""Claude Code: ``claude -p --output-format stream-json --verbose [--resume ID]``, the prompt
+on stdin.
 
 Line kinds (see tests/fixtures/streams): ``system`` (init with the session id, api_retry,
 permission_denied, status), ``assistant`` (one content block per line: text, thinking,
@@ -22,9 +23,11 @@ from core.agents.summary import compact, tool_summary
 
 
 class ClaudeAgent(CliAgent):
+    stdin_prompt = True  # `claude -p` with no prompt argument reads it from stdin
+
     def argv(self, prompt: str, resume_id: str | None) -> list[str]:
         resume = ["--resume", resume_id] if resume_id else []
-        return [self.binary, "-p", prompt, "--output-format", "stream-json", "--verbose",
+        return [self.binary, "-p", "--output-format", "stream-json", "--verbose",
                 *resume, *self.args]
 
     def parser(self) -> ClaudeParser:

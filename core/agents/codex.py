@@ -1,4 +1,5 @@
-"""Codex CLI: ``codex [ARGS] exec --json --skip-git-repo-check [resume ID] PROMPT``.
+"""Codex CLI: ``codex [ARGS] exec --json --skip-git-repo-check [resume ID] -``, the prompt on
+stdin (``-`` says so; Codex reads stdin to its end).
 
 ``[agent.codex] args`` go before ``exec``: root options such as ``-c key=value``, ``-m``,
 ``--profile``. Line kinds (see tests/fixtures/streams): ``thread.started`` (the session id),
@@ -23,11 +24,12 @@ from core.agents.summary import compact, tool_summary
 
 
 class CodexAgent(CliAgent):
+    stdin_prompt = True
+
     def argv(self, prompt: str, resume_id: str | None) -> list[str]:
         resume = ["resume", resume_id] if resume_id else []
-        # "--" keeps a prompt that starts with "-" from being read as an option
         return [self.binary, *self.args, "exec", "--json", "--skip-git-repo-check",
-                *resume, "--", prompt]
+                *resume, "-"]
 
     def parser(self) -> CodexParser:
         return CodexParser()
