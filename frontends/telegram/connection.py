@@ -127,7 +127,7 @@ class Connection:
                            "wait there)")
 
     async def _register_commands(self, core: Bot) -> None:
-        commands = bot_commands((c.name, c.help) for c in core.commands.values())
+        commands = bot_commands((name, text) for name, text, _ in core.command_list())
         backoff = Backoff(backoff_config(self.settings))
         for attempt in range(1, COMMAND_ATTEMPTS + 1):
             try:
