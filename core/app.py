@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from core import containment
 from core.agents import Agent, choose_default
 from core.agents.claude import ClaudeAgent
 from core.agents.codex import CodexAgent
@@ -143,6 +144,7 @@ class App:
 
     async def start(self) -> Bot:
         install_redaction()
+        containment.configure(self.config.settings("agent"))  # cgroups, leftovers
         self.store = store = Store.in_dir(self.state_dir)
         store.migrate("core", HEALTH_STEPS)
         store.execute("DELETE FROM plugin_health")

@@ -7,7 +7,8 @@ the work, so the whole group is signalled. Some tools leave the group (Claude's 
 starts its own session), so every agent also carries ``CADENZA_TURN=<turn id>`` in its
 environment, which its descendants inherit: stopping a turn signals the marked processes
 too, and after a crash the journal finds and stops what the dead run left behind. On Linux
-the agent also gets SIGTERM if Cadenza dies.
+the agent also gets SIGTERM if Cadenza dies, and is contained (``core.containment``): what
+it starts is killed with its turn even when it left the group and dropped the marker.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import contextlib
 import os
 import shutil
 import signal
-import sys
 from asyncio.subprocess import DEVNULL, PIPE
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MARKER = "CADENZA_TURN"
+from core import containment
+from core.containment import MARKER, SETPRIV, Jail, descendants, kill
+
 # Cadenza's own secrets (a bot token) are not the agents' business: an agent, every tool it
 # runs and the model it talks to would otherwise see them.
 _withheld: set[str] = set()
@@ -51,6 +53,7 @@ class Launch:
 
     argv: list[str]
     stdin: str | None = None  # the prompt, written to stdin, which is then closed; else /dev/null
+    contain: bool = True  # False: what the agent starts may outlive the turn
 
 
 def stdin_problem(launch: Launch) -> str | None:
@@ -66,13 +69,20 @@ STDERR_LINES = 40
 class AgentProcess:
     """One running agent: its stdout as lines, its stderr tail, and a group kill."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+    def __init__(
+        self, proc: asyncio.subprocess.Process, marker: str = "", jail: Jail | None = None
+    ) -> None:
         self.proc = proc
         self.pgid = proc.pid  # start_new_session makes the child its own group leader
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_LINES)
-        self.marker = ""
+        self.marker = marker
+        self.jail = jail
         self._stderr_task = asyncio.ensure_future(self._drain_stderr())
         self._stdin_task: asyncio.Future[None] | None = None
+        # asyncio collects the agent's exit status; until it has, the subreaper keeps off it
+        containment.leaders.add(proc.pid)
+        self._exited = asyncio.ensure_future(proc.wait())
+        self._exited.add_done_callback(lambda _: containment.leaders.discard(proc.pid))
 
     @classmethod
     async def spawn(
@@ -86,18 +96,22 @@ class AgentProcess:
         program = resolve(launch.argv[0], cwd, full_env)
         if program is None:
             raise FileNotFoundError(launch.argv[0])
-        wrapper = [_SETPRIV, "--pdeathsig", "TERM", "--"] if _SETPRIV else []
-        proc = await asyncio.create_subprocess_exec(
-            *wrapper, program, *launch.argv[1:],
-            stdin=PIPE if launch.stdin is not None else DEVNULL,
-            stdout=PIPE,
-            stderr=PIPE,
-            cwd=cwd,
-            env=full_env,
-            start_new_session=True,
-        )
-        process = cls(proc)
-        process.marker = marker
+        jail = _jail(marker) if launch.contain else None
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *(jail.prefix if jail else []), *_privileges(), program, *launch.argv[1:],
+                stdin=PIPE if launch.stdin is not None else DEVNULL,
+                stdout=PIPE,
+                stderr=PIPE,
+                cwd=cwd,
+                env=full_env,
+                start_new_session=True,
+            )
+        except BaseException:
+            if jail is not None:
+                await jail.close()
+            raise
+        process = cls(proc, marker, jail)
         if launch.stdin is not None:
             process._stdin_task = asyncio.ensure_future(process._feed(launch.stdin))
         return process
@@ -148,8 +162,11 @@ class AgentProcess:
         return await self.proc.wait()
 
     async def reap(self) -> None:
-        """After the leader exited: whatever it left behind in its group goes too."""
+        """After the leader exited: whatever it left behind in its group, or in its jail,
+        goes too."""
         self._signal(signal.SIGKILL)
+        if self.jail is not None:
+            await self.jail.close()
         if self._stdin_task is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stdin_task, timeout=1.0)
@@ -164,26 +181,40 @@ class AgentProcess:
         return True
 
     async def terminate(self, grace: float) -> None:
-        """SIGTERM to the group and the marked processes, SIGKILL after ``grace`` seconds to
-        whatever is left of them."""
+        """SIGTERM to the group, the marked processes and the jail, SIGKILL after ``grace``
+        seconds to whatever is left of them."""
         # Descendants that left the group (a tool in a session of its own) are signalled by
         # pid; reading a few /proc files per stop, not scanning every process.
         strays = [pid for pid in descendants(self.proc.pid) if _group_of(pid) != self.pgid]
         self._signal(signal.SIGTERM)
-        for pid in strays:
-            _kill(pid, signal.SIGTERM)
+        for pid in strays + (self.jail.members() if self.jail else []):
+            kill(pid, signal.SIGTERM)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.proc.wait()), grace)
         # The leader may be gone while a grandchild that ignores SIGTERM still runs.
         self._signal(signal.SIGKILL)
         for pid in strays:
             if _carries(pid, self.marker):  # still ours, not a reused pid
-                _kill(pid, signal.SIGKILL)
+                kill(pid, signal.SIGKILL)
+        if self.jail is not None:
+            await self.jail.kill()
 
 
-# Linux's parent-death signal, set by util-linux's setpriv just before it execs the agent:
-# a preexec_fn would do the same but forces fork() in a threaded process, which is unsafe.
-_SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+def _jail(marker: str) -> Jail | None:
+    """The turn's jail; an OSError (never a FileNotFoundError, which means "no such
+    program") when it cannot be made: no agent runs uncontained by accident."""
+    backend = containment.current()
+    if backend is None:
+        return None
+    try:
+        return backend.jail(marker)
+    except OSError as exc:
+        raise OSError(f"cannot contain it ({backend.name}): {exc}") from None
+
+
+def _privileges() -> list[str]:
+    """setpriv before the agent: its parent-death signal."""
+    return [SETPRIV, "--pdeathsig", "TERM", "--"] if SETPRIV else []
 
 
 def resolve(program: str, cwd: Path, env: Mapping[str, str]) -> str | None:
@@ -195,37 +226,11 @@ def resolve(program: str, cwd: Path, env: Mapping[str, str]) -> str | None:
     return shutil.which(program, path=env.get("PATH", os.defpath))
 
 
-def descendants(pid: int) -> list[int]:
-    """Every living descendant of ``pid``, from /proc's children lists (Linux)."""
-    found: list[int] = []
-    parents = [pid]
-    while parents:
-        parent = parents.pop()
-        try:
-            tasks = os.listdir(f"/proc/{parent}/task")
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                with open(f"/proc/{parent}/task/{task}/children") as handle:
-                    children = [int(child) for child in handle.read().split()]
-            except (OSError, ValueError):
-                continue
-            found.extend(children)
-            parents.extend(children)
-    return found
-
-
 def _group_of(pid: int) -> int | None:
     try:
         return os.getpgid(pid)
     except OSError:
         return None
-
-
-def _kill(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, sig)
 
 
 def _carries(pid: int, marker: str) -> bool:
@@ -264,18 +269,28 @@ def signal_marked(markers: Iterable[str], sig: signal.Signals) -> list[int]:
     """Send ``sig`` to every marked process; the pids that were signalled."""
     pids = marked_processes(markers)
     for pid in pids:
-        _kill(pid, sig)
+        kill(pid, sig)
     return pids
 
 
 async def stop_marked(markers: Iterable[str], grace: float, sleep: Callable[[float], Any]) -> int:
-    """SIGTERM the marked processes, then SIGKILL the ones still there after ``grace``."""
+    """SIGTERM the marked processes and what is left in these turns' jails, then SIGKILL the
+    ones still there after ``grace``, and remove the jails."""
     markers = list(markers)
-    signalled = signal_marked(markers, signal.SIGTERM)
+    backend = containment.current()
+    jails = [jail for marker in markers
+             if backend is not None and (jail := backend.leftover(marker)) is not None]
+    jailed = [pid for jail in jails for pid in jail.members()]
+    for pid in jailed:
+        kill(pid, signal.SIGTERM)
+    signalled = set(signal_marked(markers, signal.SIGTERM)) | set(jailed)
     waited = 0.0
-    while signalled and waited < grace and marked_processes(markers):
+    while signalled and waited < grace and (
+            marked_processes(markers) or any(jail.members() for jail in jails)):
         await sleep(0.05)
         waited += 0.05
     if signalled:
         signal_marked(markers, signal.SIGKILL)
+    for jail in jails:
+        await jail.close()
     return len(signalled)

@@ -142,11 +142,11 @@ def test_argv_agents_get_dash_dash_before_a_dash_prompt_at_the_end() -> None:
 
 
 def test_an_agent_that_does_not_say_gets_the_prompt_in_argv() -> None:
-    class OldStyle:  # a third-party agent written before stdin_prompt
+    class OldStyle:  # a third-party agent written before stdin_prompt and contain
         name, binary = "old", "old"
 
         def argv(self, prompt: str, resume_id: str | None) -> list[str]:
             return ["old", prompt]
 
     started = launch(OldStyle(), "hi", None)  # type: ignore[arg-type]
-    assert (started.argv, started.stdin) == (["old", "hi"], None)
+    assert (started.argv, started.stdin, started.contain) == (["old", "hi"], None, True)

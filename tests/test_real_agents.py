@@ -302,12 +302,12 @@ class Rig:
     def agent_args(self) -> list[str]:
         return claude_args() if self.agent == "claude" else codex_config_args(self.api.base_url)
 
-    def configure(self, timeout: str = "kill_grace = 2") -> None:
+    def configure(self, timeout: str = "kill_grace = 2", args: tuple[str, ...] = ()) -> None:
         self.config.write_text(
             f'[plugins]\nconsole = true\n\n'
             f'[agent]\ndefault = "{self.agent}"\nworkdir = {json.dumps(str(self.project))}\n\n'
             f'[agent.{self.agent}]\nbinary = {json.dumps(str(self.binary))}\n'
-            f'args = {json.dumps(self.agent_args())}\n'
+            f'args = {json.dumps([*self.agent_args(), *args])}\n'
             f'env = {_inline_table(self.agent_env())}\n\n'
             f'[timeout]\n{timeout}\n'
         )
@@ -472,6 +472,42 @@ def test_a_200_kb_prompt_reaches_the_model_whole(rig: Rig) -> None:
     out = run.read_until("✅ done", timeout=60, since=since)
     assert f"{words}\n✅ done" in out, run.transcript()
     assert model_prompts(rig)[-1] == f"say {words}"
+    assert run.close() == 0, run.transcript()
+    no_remote_requests(rig)
+
+
+ESCAPEE = ("sleep", "1234.5678")  # an argv no other process has
+
+
+def escapees() -> list[Proc]:
+    """Processes running ESCAPEE, wherever they are in the process tree."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                argv = tuple(Path(entry.path, "cmdline").read_bytes().decode().split("\0")[:-1])
+                stat = _stat(int(entry.name))
+                if argv == ESCAPEE and stat is not None:
+                    found.append(Proc(int(entry.name), int(stat[19]), argv))
+    return found
+
+
+def test_what_the_agents_tool_leaves_running_ends_with_the_turn(rig: Rig) -> None:
+    """A tool double-forks a sleeper into a session of its own, without CADENZA_TURN: it is
+    gone when the turn ends (Cadenza puts each turn's agent in a cgroup of its own)."""
+    if rig.agent == "codex":  # its sandbox's PID namespace would take the sleeper along
+        rig.configure(args=("--dangerously-bypass-approvals-and-sandbox",))
+    assert not escapees()
+    run = rig.start()
+    since = run.send(f"tool (env -u CADENZA_TURN setsid {' '.join(ESCAPEE)} </dev/null "
+                     ">/dev/null 2>&1 &) && echo left; sleep 3; say done")
+    (sleeper,) = run.wait(escapees, "the tool's sleeper")
+    try:
+        assert b"CADENZA_TURN=" not in Path(f"/proc/{sleeper.pid}/environ").read_bytes()
+        run.read_until("✅ done", since=since)
+        assert_all_gone([sleeper])
+    finally:
+        sleeper.kill()
     assert run.close() == 0, run.transcript()
     no_remote_requests(rig)
 

@@ -45,6 +45,8 @@ class Agent(Protocol):
     # True: ``argv`` leaves the prompt out, and it is written to the agent's stdin, which is
     # then closed; False (the default when an agent does not say): stdin is /dev/null.
     stdin_prompt: bool
+    # False: what the agent starts in the background may outlive its turn (default True).
+    contain: bool
 
     def argv(self, prompt: str, resume_id: str | None) -> list[str]:
         """The command line for one turn: with the prompt, unless ``stdin_prompt``."""
@@ -60,10 +62,10 @@ class Agent(Protocol):
 
 
 def launch(agent: Agent, prompt: str, resume_id: str | None) -> Launch:
-    """How ``agent`` starts for one turn; an agent that predates ``stdin_prompt`` gets the
-    prompt in its argv."""
+    """How ``agent`` starts for one turn; an agent that predates ``stdin_prompt`` and
+    ``contain`` gets the prompt in its argv, and is contained."""
     stdin = prompt if getattr(agent, "stdin_prompt", False) else None
-    return Launch(agent.argv(prompt, resume_id), stdin)
+    return Launch(agent.argv(prompt, resume_id), stdin, bool(getattr(agent, "contain", True)))
 
 
 @dataclass
@@ -74,16 +76,18 @@ class CliAgent:
     binary: str
     args: list[str] = field(default_factory=list)  # extra arguments: model, permissions, ...
     extra_env: dict[str, str] = field(default_factory=dict)
+    contain: bool = True
     stdin_prompt: ClassVar[bool] = False
 
     @classmethod
     def from_settings(cls, settings: Settings, name: str, binary: str) -> CliAgent:
-        settings.reject_unknown(["binary", "args", "env"])
+        settings.reject_unknown(["binary", "args", "env", "contain"])
         return cls(
             name=name,
             binary=settings.string("binary", binary),
             args=settings.strings("args"),
             extra_env=settings.mapping("env"),
+            contain=settings.get("contain", True, bool),
         )
 
     def env(self) -> Mapping[str, str]:

@@ -24,10 +24,12 @@ class CommandAgent:
 
     stdin_prompt = False
 
-    def __init__(self, template: list[str], extra_env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, template: list[str], extra_env: Mapping[str, str] | None = None,
+                 contain: bool = True) -> None:
         self.template = template
         self.binary = template[0]
         self.extra_env = dict(extra_env or {})
+        self.contain = contain
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CommandAgent:
@@ -36,7 +38,7 @@ class CommandAgent:
             raise settings.error("command", "must name a program")
         if not any("{prompt}" in part for part in template):
             raise settings.error("command", "must contain {prompt} where the prompt goes")
-        return cls(template)
+        return cls(template, contain=settings.get("contain", True, bool))
 
     def argv(self, prompt: str, resume_id: str | None) -> list[str]:
         # replace, not format: a prompt or template with braces must not break
