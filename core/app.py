@@ -144,7 +144,7 @@ class App:
 
     async def start(self) -> Bot:
         install_redaction()
-        containment.configure(self.config.settings("agent"))  # cgroups, leftovers
+        containment.configure(self.config.settings("agent"))  # run_as, cgroups, leftovers
         self.store = store = Store.in_dir(self.state_dir)
         store.migrate("core", HEALTH_STEPS)
         store.execute("DELETE FROM plugin_health")

@@ -1,4 +1,7 @@
-"""What keeps what an agent starts from outliving its turn.
+"""Where agents run: as which user, and what keeps what they start from outliving their turn.
+
+``[agent] run_as = "USER"`` starts every agent as that user (util-linux's ``setpriv``, with
+the user's groups and ``HOME``), so file modes can keep Cadenza's state and secrets from it.
 
 Containment is picked once at start, best first:
 
@@ -23,6 +26,7 @@ import ctypes
 import hashlib
 import logging
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -48,9 +52,48 @@ SETTLE = 3.0  # seconds killed processes get to leave their cgroup
 POLL = 0.005
 BACKENDS = ("cgroup2", "cgroup1", "subreaper")  # tried in this order; tests narrow it
 
-# Linux's parent-death signal, set by util-linux's setpriv just before it
+# Linux's parent-death signal and user switch, set by util-linux's setpriv just before it
 # execs the agent: a preexec_fn would do the same but forces fork() in a threaded process.
 SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+
+
+# --- run_as --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AgentUser:
+    """The user agents run as (``[agent] run_as``)."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AgentUser | None:
+        name = settings.string("run_as", "")
+        if not name:
+            return None
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            raise settings.error("run_as", f"there is no user {name!r} on this machine") from None
+        me = os.geteuid()
+        if entry.pw_uid != me and me != 0:
+            raise settings.error("run_as", (
+                f"Cadenza runs as uid {me}, not as root, so it cannot start agents as "
+                f"{name!r} (uid {entry.pw_uid}); run Cadenza as root or remove run_as"))
+        if entry.pw_uid != me and SETPRIV is None:
+            raise settings.error("run_as", "needs util-linux's setpriv, which is not on PATH")
+        return cls(name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
+
+    def environment(self) -> dict[str, str]:
+        return {"HOME": self.home, "USER": self.name, "LOGNAME": self.name}
+
+    def setpriv_args(self) -> list[str]:
+        if self.uid == os.geteuid():
+            return []
+        return ["--reuid", str(self.uid), "--regid", str(self.gid), "--init-groups"]
 
 
 # --- one turn's containment ----------------------------------------------------------------
@@ -364,16 +407,24 @@ leaders: set[int] = set()
 
 _picked: dict[tuple[str, ...], Containment | None] = {}
 _current: Containment | None = None
+_user: AgentUser | None = None
 
 
 def configure(settings: Settings) -> None:
-    """At start: the containment agents get; leftovers of crashed runs that nobody asks for
-    are removed."""
-    global _current
+    """At start: ``[agent] run_as`` (a ConfigError when it cannot be honoured) and the
+    containment agents get; leftovers of crashed runs that nobody asks for are removed."""
+    global _current, _user
+    _user = AgentUser.from_settings(settings)
     _current = pick()
     if _current is not None:
         with contextlib.suppress(OSError):
             _current.sweep()
+    if _user is not None:
+        log.info("agents run as %s (uid %d)", _user.name, _user.uid)
+
+
+def agent_user() -> AgentUser | None:
+    return _user
 
 
 def current() -> Containment | None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from core import containment
-from core.containment import MARKER, SETPRIV, Jail, descendants, kill
+from core.containment import MARKER, SETPRIV, AgentUser, Jail, descendants, kill
 
 # Cadenza's own secrets (a bot token) are not the agents' business: an agent, every tool it
 # runs and the model it talks to would otherwise see them.
@@ -39,9 +39,12 @@ def withhold_from_agents(*names: str) -> None:
     _withheld.update(names)
 
 
-def agent_environment(extra: Mapping[str, str], marker: str) -> dict[str, str]:
+def agent_environment(
+    extra: Mapping[str, str], marker: str, user: AgentUser | None = None
+) -> dict[str, str]:
     inherited = {key: value for key, value in os.environ.items() if key not in _withheld}
-    return {**inherited, **extra, MARKER: marker}
+    identity = user.environment() if user is not None else {}
+    return {**inherited, **identity, **extra, MARKER: marker}
 
 
 NUL_PROBLEM = "The prompt contains a NUL character, which no program can receive; remove it."
@@ -92,14 +95,15 @@ class AgentProcess:
         ValueError for a prompt with a NUL character."""
         if stdin_problem(launch):
             raise ValueError(NUL_PROBLEM)
-        full_env = agent_environment(env, marker)
+        user = containment.agent_user()
+        full_env = agent_environment(env, marker, user)
         program = resolve(launch.argv[0], cwd, full_env)
         if program is None:
             raise FileNotFoundError(launch.argv[0])
         jail = _jail(marker) if launch.contain else None
         try:
             proc = await asyncio.create_subprocess_exec(
-                *(jail.prefix if jail else []), *_privileges(), program, *launch.argv[1:],
+                *(jail.prefix if jail else []), *_privileges(user), program, *launch.argv[1:],
                 stdin=PIPE if launch.stdin is not None else DEVNULL,
                 stdout=PIPE,
                 stderr=PIPE,
@@ -212,9 +216,11 @@ def _jail(marker: str) -> Jail | None:
         raise OSError(f"cannot contain it ({backend.name}): {exc}") from None
 
 
-def _privileges() -> list[str]:
-    """setpriv before the agent: its parent-death signal."""
-    return [SETPRIV, "--pdeathsig", "TERM", "--"] if SETPRIV else []
+def _privileges(user: AgentUser | None) -> list[str]:
+    """setpriv before the agent: its user (``run_as``) and its parent-death signal."""
+    if SETPRIV is None:
+        return []
+    return [SETPRIV, *(user.setpriv_args() if user else []), "--pdeathsig", "TERM", "--"]
 
 
 def resolve(program: str, cwd: Path, env: Mapping[str, str]) -> str | None:

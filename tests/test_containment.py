@@ -1,4 +1,4 @@
-"""Nothing an agent starts outlives its turn, unless the agent is not contained."""
+"""Nothing an agent starts outlives its turn, unless the agent is not contained; run_as."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import pwd
 import signal
 import subprocess
 import time
@@ -184,3 +185,84 @@ def test_contain_must_be_true_or_false(tmp_path: Path) -> None:
     agents = builtin_agents(Config.load(path))
     assert (agents["command"].contain, agents["codex"].contain, agents["claude"].contain) == (
         False, False, True)
+
+
+# --- run_as -----------------------------------------------------------------------------------
+
+
+def settings(tmp_path: Path, text: str):
+    path = tmp_path / "plugins.toml"
+    path.write_text(text)
+    return Config.load(path).settings("agent")
+
+
+def test_run_as_a_user_that_does_not_exist_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"run_as: there is no user 'no-such-user-x'"):
+        containment.AgentUser.from_settings(
+            settings(tmp_path, '[agent]\nrun_as = "no-such-user-x"\n'))
+
+
+def test_run_as_another_user_needs_root(tmp_path: Path, monkeypatch) -> None:
+    other = next(entry for entry in pwd.getpwall() if entry.pw_uid != os.geteuid())
+    monkeypatch.setattr(os, "geteuid", lambda: 4242)
+    with pytest.raises(ConfigError, match=r"not as root, so it cannot start agents as"):
+        containment.AgentUser.from_settings(
+            settings(tmp_path, f'[agent]\nrun_as = "{other.pw_name}"\n'))
+
+
+def test_cadenza_refuses_to_start_with_a_bad_run_as(run_cli, tmp_path: Path) -> None:
+    (tmp_path / "plugins.toml").write_text(
+        '[plugins]\nconsole = false\n[agent]\nrun_as = "no-such-user-x"\n')
+    done = run_cli("run")
+    assert done.returncode == 2
+    assert "[agent] run_as: there is no user 'no-such-user-x'" in done.stderr
+
+
+@pytest.fixture
+def agent_user(tmp_path: Path) -> Iterator[pwd.struct_passwd]:
+    """A throwaway user with a home of its own."""
+    if os.geteuid() != 0:
+        pytest.skip("creating a user and switching to it needs root")
+    name = f"cdz{uuid.uuid4().hex[:8]}"
+    home = Path("/tmp") / f"{name}-home"
+    done = subprocess.run(["useradd", "--create-home", "--home-dir", str(home),
+                           "--shell", "/bin/sh", name], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"useradd failed: {done.stderr.strip()}")
+    try:
+        yield pwd.getpwnam(name)
+    finally:
+        subprocess.run(["userdel", "--remove", name], capture_output=True)
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory every user can enter (tmp_path is root's alone)."""
+    path = Path("/tmp") / f"cadenza-shared-{uuid.uuid4().hex[:8]}"
+    path.mkdir(mode=0o755)
+    try:
+        yield path
+    finally:
+        subprocess.run(["rm", "-rf", str(path)], check=False)
+
+
+async def test_run_as_runs_the_agent_as_that_user(start_app, agent_user, shared_dir) -> None:
+    secret = shared_dir / "secret"
+    secret.write_text("the bot token")
+    secret.chmod(0o600)  # root's: the state and secrets of a Cadenza running as root
+    workdir = shared_dir / "work"
+    workdir.mkdir()
+    os.chown(workdir, agent_user.pw_uid, agent_user.pw_gid)
+    prompt = (f"echo uid=$(id -u) gid=$(id -g) home=$HOME user=$USER; "
+              f"cat {secret} 2>/dev/null || echo secret: denied; "
+              f"cat /proc/{os.getpid()}/environ >/dev/null 2>&1 || echo environ: denied; "
+              f"touch mine && echo wrote")
+    h = await start_app(config(f'run_as = "{agent_user.pw_name}"\nworkdir = "{workdir}"'))
+    await h.say(prompt)
+    (end,) = await h.recorder.finished()
+    assert end.kind == "completed", end.text
+    assert h.recorder.text_of(end.turn.id).splitlines() == [
+        f"uid={agent_user.pw_uid} gid={agent_user.pw_gid} home={agent_user.pw_dir} "
+        f"user={agent_user.pw_name}",
+        "secret: denied", "environ: denied", "wrote"]
+    assert (workdir / "mine").stat().st_uid == agent_user.pw_uid
