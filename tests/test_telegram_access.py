@@ -59,6 +59,11 @@ async def test_no_kind_of_update_from_a_stranger_reaches_the_core(start, server,
     mine = server.messages(STRANGER)[0].message_id
     server.push_edit(STRANGER, mine, "id > /tmp/edited")
     server.push_text(GROUP, STRANGER, "@cadenza_test_bot id", chat_type="supergroup")
+    server.push_text(GROUP, 888, "just chatting among ourselves", chat_type="supergroup")
+    server.push_message(STRANGER, STRANGER, sticker={"file_id": "s", "file_unique_id": "s",
+                                                     "type": "regular", "width": 1,
+                                                     "height": 1, "is_animated": False,
+                                                     "is_video": False})
     for _ in range(3):
         press = server.push_callback(USER, STRANGER, live.message_id, f"stop:{turn.id}")
     # an allowed user's edit is taken, but runs nothing either
@@ -73,6 +78,8 @@ async def test_no_kind_of_update_from_a_stranger_reaches_the_core(start, server,
     assert str(STRANGER) in refusal.text and "allowed_users" in refusal.text
     assert server.bot_messages(GROUP) == []
     assert caplog.text.count(f"refused user {STRANGER}") == 1
+    assert "other refused update(s)" not in caplog.text
+    assert "refused user 888" not in caplog.text  # a group's own talk is not for the bot
     assert server.callback_answer(press) is None and not server.calls_to("answerCallbackQuery")
 
 

@@ -107,6 +107,9 @@ class Inbound:
     def _refuse(self, update: Update, event: Any, user: User | None) -> None:
         if user is None or user.is_bot:
             return  # channel posts, anonymous admins, other bots: nobody to tell
+        if (isinstance(event, Message) and event.chat.type != "private"
+                and addressed_text(event, self.me) is None):
+            return  # a group's own conversation (when the bot reads it all): not for us
         user_id = str(user.id)
         if not self.refusals.due(user_id):
             return
@@ -122,8 +125,7 @@ class Inbound:
         self.log.warning("telegram: refused user %s (%s) in chat %s: not in [telegram] "
                          "allowed_users%s", user_id, _name(user),
                          chat.chat_id if chat else "?", more)
-        if (chat is not None and event is update.message
-                and addressed_text(event, self.me) is not None):
+        if chat is not None and event is update.message:
             self.lanes.put(chat.key, lambda: self.core.notify(
                 chat, refusal_text(user_id), kind="refusal"))
 
