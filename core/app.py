@@ -211,6 +211,7 @@ class App:
             await bot.shutdown()
             await self.relay.settle()
             await self.relay.call("on_shutdown")
+            await self.relay.cancel_spawned()
         if self.store is not None:
             self.store.close()
             self.store = None

@@ -56,6 +56,8 @@ class TurnRunner:
         self.agent_session_id: str | None = turn.resume_id
         self.result: StreamEvent | None = None
         self._seq = 0
+        self._emitting = asyncio.Lock()  # one event at a time, in sequence order
+        self._posting: set[asyncio.Task[None]] = set()
         self._stop_kind: str | None = None
         self._stop_reason = ""
         self._stop_data: dict[str, Any] = {}
@@ -75,7 +77,23 @@ class TurnRunner:
         return event
 
     async def emit(self, kind: str, text: str = "", data: Mapping[str, Any] | None = None) -> None:
-        await self.relay.call("on_stream_event", event=self.event(kind, text, data))
+        async with self._emitting:
+            await self.relay.call("on_stream_event", event=self.event(kind, text, data))
+
+    def post(self, kind: str, text: str = "", data: Mapping[str, Any] | None = None) -> None:
+        """Add an event to this turn's stream from outside it (a plugin's warning or
+        extension): it follows, in order, the events already on their way, and is dropped
+        once the terminal event has gone out, which stays the last."""
+        if self.result is not None:
+            return
+        task = asyncio.ensure_future(self._post(kind, text, data))
+        self._posting.add(task)
+        task.add_done_callback(self._posting.discard)
+
+    async def _post(self, kind: str, text: str, data: Mapping[str, Any] | None) -> None:
+        async with self._emitting:
+            if self.result is None:
+                await self.relay.call("on_stream_event", event=self.event(kind, text, data))
 
     def stop(
         self, kind: str = events.CANCELLED, reason: str = "", data: Mapping[str, Any] | None = None
@@ -110,9 +128,10 @@ class TurnRunner:
                 await self.emit(events.TEXT, tail, {"tail": True})
             data = {**data, **capped}
         data = {**data, "elapsed": self.elapsed, "agent_session_id": self.agent_session_id}
-        self.result = StreamEvent(self.turn, self._seq, kind, text, data)
-        self._seq += 1
-        await self.relay.call("on_stream_event", event=self.result)
+        async with self._emitting:
+            self.result = StreamEvent(self.turn, self._seq, kind, text, data)
+            self._seq += 1
+            await self.relay.call("on_stream_event", event=self.result)
         return self.result
 
     async def _run_agent(self) -> tuple[str, str, Mapping[str, Any]]:

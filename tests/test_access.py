@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import CHAT, agent_config
 
 from core.api import ChatMessage, ChatRef, hookimpl
+from core.app import agent_workdir, instance_lock
+from core.config import Config, ConfigError
+from core.secrets import install_redaction, register_secret
+from core.state import StateError, Store, private_dir
 
 pytestmark = pytest.mark.usefixtures("agent_path")
 
@@ -83,7 +95,8 @@ async def test_hook_on_config_reload(start_app, tmp_path) -> None:
     assert seen == [[2]]
 
 
-@pytest.mark.parametrize("text", ["say a\ud800b", "say \u202eevil\u202c", "say " + "x" * 100_000])
+@pytest.mark.parametrize("text", ["say a\ud800b", "say \u202eevil\u202c", "say " + "x" * 100_000],
+                         ids=["lone-surrogate", "right-to-left", "100k-characters"])
 async def test_hostile_text_is_journaled_and_run(start_app, text) -> None:
     h = await start_app(agent_config("claude"))
     await h.say(text)
@@ -135,3 +148,131 @@ async def test_idle_lanes_are_pruned(start_app) -> None:
     await h.recorder.finished(50)
     await h.bot.idle()
     assert len(h.bot.lanes) == 0
+
+
+async def test_a_resumed_turn_of_a_removed_user_does_not_run(start_app) -> None:
+    h = await start_app(agent_config("claude"))
+    await h.say("sleep 30; say late", user="alice")
+    await h.recorder.wait_for(lambda: h.recorder.events)
+    await h.app.stop()  # the turn is interrupted; the next start resumes it
+
+    class Gate:  # alice was removed from the allowlist meanwhile
+        @hookimpl
+        def authorize(self, chat, user_id):
+            return False if user_id == "alice" else None
+
+    h2 = await start_app(agent_config("claude"), gate=Gate())
+    (end,) = await h2.recorder.finished()
+    assert (end.kind, end.turn.user_id, end.data["refused"]) == ("cancelled", "alice", True)
+    assert end.turn.attempt == 2 and h2.recorder.text_of(end.turn.id) == ""
+
+
+def test_state_is_private_and_the_lock_follows_no_symlink(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with instance_lock(state):
+        store = Store.in_dir(state)
+        store.execute("CREATE TABLE t (x)")
+        store.execute("INSERT INTO t VALUES (1)")
+        modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in state.iterdir()}
+        store.close()
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert modes == {"cadenza.lock": 0o600, "state.db": 0o600, "state.db-wal": 0o600,
+                     "state.db-shm": 0o600}
+    (state / "cadenza.lock").unlink()
+    target = tmp_path / "elsewhere"
+    (state / "cadenza.lock").symlink_to(target)
+    with pytest.raises(StateError, match="lock file"), instance_lock(state):
+        pass
+    assert not target.exists()
+
+
+def test_an_open_state_dir_is_made_private_and_a_foreign_one_refused(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o755)
+    os.chmod(state, 0o755)
+    private_dir(state)
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    if os.getuid() == 0:
+        os.chown(state, 65534, -1)
+        with pytest.raises(StateError, match="belongs to uid 65534"):
+            private_dir(state)
+
+
+@pytest.mark.parametrize(("workdir", "holds"), [(".", "the config file"),
+                                                ("..", "the config file"),
+                                                ("state/..", "the config file")])
+def test_a_workdir_holding_config_or_state_is_refused(tmp_path: Path, workdir, holds) -> None:
+    (tmp_path / "plugins.toml").write_text(f'[agent]\nworkdir = "{workdir}"\n')
+    config = Config.load(tmp_path / "plugins.toml")
+    with pytest.raises(ConfigError, match=f"workdir: .* holds {holds}"):
+        agent_workdir(config, tmp_path / "state")
+
+
+def test_the_state_dir_inside_the_workdir_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "plugins.toml").write_text('[agent]\nworkdir = "../work"\n')
+    config = Config.load(tmp_path / "conf" / "plugins.toml")
+    assert agent_workdir(config, tmp_path / "state") == (tmp_path / "work").resolve()
+    with pytest.raises(ConfigError, match="holds the state directory"):
+        agent_workdir(config, tmp_path / "work" / ".cadenza")
+
+
+def test_the_default_workdir_is_a_folder_of_its_own(tmp_path: Path) -> None:
+    config = Config.load(tmp_path / "plugins.toml")
+    assert agent_workdir(config, tmp_path / ".cadenza") == (tmp_path / "workspace").resolve()
+
+
+def test_secrets_are_redacted_from_every_log_handler() -> None:
+    token = "123456789:AAE-secret-token-value"
+    register_secret(token)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        install_redaction()
+        log = logging.getLogger("some.library.nobody.configured")
+        log.error("GET https://api.example/bot%s/getMe failed", token)
+        try:
+            raise OSError(f"cannot connect to https://api.example/bot{token}/getMe")
+        except OSError:
+            log.exception("request failed")
+    finally:
+        root.removeHandler(handler)
+    output = stream.getvalue()
+    assert token not in output
+    assert output.count("[redacted]") == 2  # the message and the exception's text
+
+
+async def test_plugin_failures_are_stored_redacted(start_app) -> None:
+    token = "987654321:BBF-another-secret"
+    register_secret(token)
+
+    class Leaky:
+        @hookimpl
+        def on_stream_event(self, event):
+            raise RuntimeError(f"POST https://api.example/bot{token}/sendMessage: refused")
+
+    h = await start_app(agent_config("claude"), leaky=Leaky())
+    await h.say("say hi")
+    await h.recorder.finished()
+    (problem,) = [row["problem"] for row in h.app.store.query("SELECT * FROM plugin_health")]
+    assert token not in problem and "[redacted]" in problem
+
+
+def test_hostile_text_through_the_console(run_cli, tmp_path: Path) -> None:
+    """A lone surrogate (as bytes that are not UTF-8), right-to-left text, 100,000 characters
+    and a NUL through `cadenza run`: each turn is journaled and run, or clearly refused."""
+    lines = [b"echo a\xed\xa0\x80b", "echo \u202eevil\u202c".encode(),
+             b"echo " + b"x" * 100_000, b"echo a\0b"]
+    done = subprocess.run(
+        [sys.executable, "-m", "core.cli", "run"], input=b"\n".join(lines) + b"\n",
+        capture_output=True, cwd=tmp_path, timeout=60, env={**os.environ, "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.decode()
+    assert "a\ufffd\ufffd\ufffdb" in out and "\u202eevil\u202c" in out and "x" * 100_000 in out
+    assert "NUL character" in out
+    db = sqlite3.connect(tmp_path / ".cadenza" / "state.db")
+    states = [row[0] for row in db.execute("SELECT state FROM journal_turns ORDER BY created_at")]
+    db.close()
+    assert states == ["completed", "completed", "completed", "failed"]
