@@ -42,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core.agents import Launch, launch  # noqa: E402
 from core.api import ChatRef, StreamEvent, Turn, hookimpl  # noqa: E402
 from core.app import App  # noqa: E402
 from core.config import Config  # noqa: E402
@@ -104,11 +105,16 @@ class Timing:
     turn: float
 
 
-def bare_turn(argv: list[str], env: dict[str, str], cwd: Path) -> Timing:
+def bare_turn(start: Launch, env: dict[str, str], cwd: Path) -> Timing:
+    """The agent run by hand as Cadenza would: its argv, the prompt on stdin when it reads it
+    there (then closed)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(start.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, cwd=cwd, env=env, start_new_session=True)
-    assert proc.stdout is not None
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write((start.stdin or "").encode())
+    proc.stdin.close()
+    argv = start.argv
     first = None
     for _ in proc.stdout:
         if first is None:
@@ -131,6 +137,10 @@ class Stopwatch:
 
     def expect(self, turn_id: str) -> asyncio.Future[StreamEvent]:
         return self.ended.setdefault(turn_id, asyncio.get_running_loop().create_future())
+
+    @hookimpl
+    def authorize(self, chat, user_id) -> bool:
+        return True  # the frontend of the bench's own chats
 
     @hookimpl
     def on_turn_start(self, turn: Turn) -> None:
@@ -204,7 +214,7 @@ async def bench_agent(agent: str, binary: Path, base_url: str, runs: int, scratc
     watch = Stopwatch()
     app.add_plugin("stopwatch", watch)
     bot = await app.start()
-    argv = bot.agents[agent].argv(PROMPT, None)
+    argv = launch(bot.agents[agent], PROMPT, None)
     env = {**os.environ, **agent_env}
     assert app.loader is not None
     result = Result(agent, plugins=sorted(
