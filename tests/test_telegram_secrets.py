@@ -88,3 +88,16 @@ def test_doctor_never_prints_the_token(run_cli, tmp_path: Path, api_base: str,
     assert SECRET not in done.stdout + done.stderr
     where = str(tmp_path / "bot.token") if source == "file" else "$TELEGRAM_BOT_TOKEN"
     assert f"✓ telegram: bot token found in {where}" in done.stdout
+
+
+def test_the_token_is_a_secret_from_the_moment_it_is_read(tmp_path: Path) -> None:
+    from core.secrets import redact  # what every log handler and stored problem text goes through
+
+    from_env = "987654321:AAFromTheEnvironmentForTheRedactionTest"
+    from_file = "987654322:AAFromAFileForTheRedactionTest"
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "bot.token").write_text(from_file)
+    read(tmp_path, "", {"TELEGRAM_BOT_TOKEN": from_env})
+    read(tmp_path, 'token_file = "bot.token"\n')
+    assert redact(f"GET /bot{from_env}/getMe, /bot{from_file}/getMe") == (
+        "GET /bot[redacted]/getMe, /bot[redacted]/getMe")

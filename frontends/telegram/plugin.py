@@ -248,7 +248,7 @@ class TelegramFrontend:
         return [(ok, self._redact(text)) for ok, text in checks]
 
     def _redact(self, text: str) -> str:
-        redact = getattr(api, "redact", None)
+        redact = getattr(api, "redact", None)  # core.api.redact, once the plugin API has it
         if redact is not None:
             text = redact(text)
         token = self.settings.token
