@@ -39,6 +39,7 @@ from core.formatting import duration, first_line, footer
 from core.hookspecs import hookimpl
 from core.plugins import PluginContext
 from core.process import withhold_from_agents
+from core.secrets import redact, register_secret
 from core.state import Store
 
 CADENZA_PLUGIN_API_VERSION = 1
@@ -83,5 +84,7 @@ __all__ = [
     "first_line",
     "footer",
     "hookimpl",
+    "redact",
+    "register_secret",
     "withhold_from_agents",
 ]

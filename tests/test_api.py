@@ -15,7 +15,8 @@ def test_exports_are_pinned() -> None:
         "TIMED_OUT", "TOOL_RESULT", "TOOL_USE", "USAGE", "Agent", "Bot", "ChatMessage",
         "ChatRef", "CliAgent", "Clock", "ConfigError", "Lifecycle", "Notice", "Parsed", "Parser",
         "PluginContext", "Recovery", "Settings", "StreamEvent", "Store", "TimeoutWarning", "Turn",
-        "duration", "first_line", "footer", "hookimpl", "withhold_from_agents",
+        "duration", "first_line", "footer", "hookimpl", "redact", "register_secret",
+        "withhold_from_agents",
     ])
     for name in api.__all__:
         assert hasattr(api, name), name

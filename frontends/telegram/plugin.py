@@ -245,11 +245,4 @@ class TelegramFrontend:
         finally:
             await client.session.close()
         # aiohttp's errors name the request URL, and the token is part of every one
-        return [(ok, self._redact(text)) for ok, text in checks]
-
-    def _redact(self, text: str) -> str:
-        redact = getattr(api, "redact", None)  # core.api.redact, once the plugin API has it
-        if redact is not None:
-            text = redact(text)
-        token = self.settings.token
-        return text.replace(token, "[redacted]") if token else text
+        return [(ok, api.redact(text)) for ok, text in checks]

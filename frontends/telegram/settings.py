@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,17 +168,7 @@ def _token(settings: Settings, environ: dict[str, str] | None) -> tuple[str, str
 def _secret(token: str) -> None:
     """Redact the token from everything Cadenza logs, prints or stores from now on."""
     if token:
-        _register_secret()(token)
-
-
-def _register_secret() -> Callable[[str], None]:
-    """``core.api.register_secret``; until the plugin API exports it, the core's own."""
-    register: Callable[[str], None] | None = getattr(api, "register_secret", None)
-    if register is None:
-        from core.secrets import register_secret
-
-        register = register_secret
-    return register
+        api.register_secret(token)
 
 
 def _error(settings: Settings, key: str, message: str) -> ConfigError:
