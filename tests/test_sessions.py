@@ -196,3 +196,20 @@ def test_sessions_listed_with_the_chat(proc_env, tmp_path: Path) -> None:
     out, _ = start(["run"], proc_env, tmp_path).communicate(
         "@docs say hi\n/sessions\n", timeout=30)
     assert CHAT.frontend == "test" and "• docs [" in out
+
+
+@pytest.mark.usefixtures("agent_path")
+async def test_a_chat_has_at_most_max_per_chat_sessions(start_app) -> None:
+    h = await start_app(agent_config("claude") + "\n[sessions]\nmax_per_chat = 2\n")
+    for name in ("one", "two", "three"):
+        await h.say(f"@{name} say {name}")
+    await h.say("@one say again")  # an open session takes follow-ups
+    await h.say("@three say hi", chat=OTHER)  # the limit is per chat
+    ends = await h.recorder.finished(4)
+    assert sorted((e.turn.chat.chat_id, e.turn.session) for e in ends) == [
+        ("chat-1", "one"), ("chat-1", "one"), ("chat-1", "two"), ("chat-2", "three")]
+    assert any("has 2 sessions, the most it may have" in text for text in notices(h))
+    await h.say("/session end two")
+    await h.say("@three say now")
+    (*_, last) = await h.recorder.finished(5)
+    assert last.turn.session == "three"
