@@ -40,13 +40,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from core.agents import Launch, launch  # noqa: E402
-from core.api import ChatRef, StreamEvent, Turn, hookimpl  # noqa: E402
-from core.app import App  # noqa: E402
-from core.config import Config  # noqa: E402
-from core.plugins import discover  # noqa: E402
+from cadenza.agents import Launch, launch  # noqa: E402
+from cadenza.api import ChatRef, StreamEvent, Turn, hookimpl  # noqa: E402
+from cadenza.app import App  # noqa: E402
+from cadenza.config import Config  # noqa: E402
+from cadenza.loader import discover  # noqa: E402
+
 from tests.fakes.agent_clis import (  # noqa: E402
     CLAUDE,
     CODEX,
@@ -214,7 +214,7 @@ async def bench_agent(agent: str, binary: Path, base_url: str, runs: int, scratc
     watch = Stopwatch()
     app.add_plugin("stopwatch", watch)
     bot = await app.start()
-    argv = launch(bot.agents[agent], PROMPT, None)
+    argv = launch(bot._agents[agent], PROMPT, None)  # the very adapter Cadenza runs
     env = {**os.environ, **agent_env}
     assert app.loader is not None
     result = Result(agent, plugins=sorted(
@@ -242,7 +242,7 @@ def startup_seconds(runs: int, scratch: Path) -> float:
     times = []
     for i in range(runs):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "core.cli", "run", "--config", str(config),
+        subprocess.run([sys.executable, "-m", "cadenza.cli", "run", "--config", str(config),
                         "--state-dir", str(scratch / f"startup-state-{i}")],
                        input="", capture_output=True, check=True, cwd=ROOT,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})

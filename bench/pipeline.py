@@ -8,7 +8,7 @@ no-op plugins (sync and async) and a null frontend.
 End to end (``--e2e``): one answer of N text lines (the recorded ``assistant`` text lines,
 cycled, between the recorded ``init`` and ``result`` lines; with ``--shapes all``, the
 in-process mode's transcript of N lines instead) is written to a file, and the real
-``cadenza run`` (``python -m core.cli`` of this checkout, or ``--cadenza CMD``) runs one prompt
+``cadenza run`` (``python -m cadenza.cli`` of this checkout, or ``--cadenza CMD``) runs one prompt
 piped on its stdin with the console frontend writing to /dev/null, the built-in plugins on and
 ``[agent.claude] binary`` a script that ignores its arguments and stdin and cats the file. The
 time is from spawn to exit, startup included (shown on its own from a 1-line answer, never
@@ -43,14 +43,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from core.agents.claude import ClaudeParser  # noqa: E402
-from core.api import ChatRef, Turn, hookimpl  # noqa: E402
-from core.clock import SystemClock  # noqa: E402
-from core.plugins import new_manager  # noqa: E402
-from core.relay import HookRelay  # noqa: E402
-from core.turns import TurnRunner  # noqa: E402
+from cadenza.agents.claude import ClaudeParser  # noqa: E402
+from cadenza.api import ChatRef, Turn, hookimpl  # noqa: E402
+from cadenza.clock import SystemClock  # noqa: E402
+from cadenza.loader import new_manager  # noqa: E402
+from cadenza.relay import HookRelay  # noqa: E402
+from cadenza.turns import TurnRunner  # noqa: E402
 
 STREAMS = ROOT / "tests" / "fixtures" / "streams"
 
@@ -248,7 +247,7 @@ def seconds_text(run: Run, limit: float) -> str:
 
 def e2e(args: argparse.Namespace) -> None:
     command = (shlex.split(args.cadenza) if args.cadenza
-               else [sys.executable, "-m", "core.cli"])
+               else [sys.executable, "-m", "cadenza.cli"])
     lines = answer(args.lines) if args.shapes == "text" else transcript(args.lines)
     with tempfile.TemporaryDirectory(prefix="cadenza-bench-") as tmp:
         cadenza = Cadenza(Path(tmp), command)
@@ -319,7 +318,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--e2e", action="store_true", help="through the real `cadenza run`")
     parser.add_argument("--cadenza", help="--e2e: the command to run instead of "
-                        "`python -m core.cli` of this checkout, e.g. cadenza")
+                        "`python -m cadenza.cli` of this checkout, e.g. cadenza")
     parser.add_argument("--limit", type=float, default=600,
                         help="--e2e: seconds before a run is killed and reported unfinished")
     parser.add_argument("--shapes", choices=["text", "all"], default="text",

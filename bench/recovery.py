@@ -33,14 +33,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from core.api import COMPLETED, SESSION, ChatRef, StreamEvent, Turn, hookimpl  # noqa: E402
-from core.app import App  # noqa: E402
-from core.config import Config  # noqa: E402
-from core.plugins import discover  # noqa: E402
-from core.state import DB_NAME  # noqa: E402
-from plugins.journal import BOOT_ID_FILE, read_boot_id  # noqa: E402
+from cadenza.api import COMPLETED, SESSION, ChatRef, StreamEvent, Turn, hookimpl  # noqa: E402
+from cadenza.app import App  # noqa: E402
+from cadenza.config import Config  # noqa: E402
+from cadenza.loader import discover  # noqa: E402
+from cadenza.plugins.journal import BOOT_ID_FILE, read_boot_id  # noqa: E402
+from cadenza.state import DB_NAME  # noqa: E402
 
 CHATS = 10
 RECOVERY_TARGET = 1.0  # seconds for 1,000 interrupted turns
@@ -239,8 +238,8 @@ async def overhead(directory: Path, turns: int, rounds: int) -> dict[str, list[f
 
 def import_time() -> float:
     """What a fresh process pays before ``App`` exists: importing the core and the plugins."""
-    code = ("import time; t = time.perf_counter(); import core.app, plugins.journal, "
-            "plugins.timeout; print(time.perf_counter() - t)")
+    code = ("import time; t = time.perf_counter(); import cadenza.app, cadenza.plugins.journal, "
+            "cadenza.plugins.timeout; print(time.perf_counter() - t)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, check=True)
     return float(done.stdout)

@@ -19,19 +19,17 @@ import argparse
 import asyncio
 import gc
 import statistics
-import sys
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from core.api import ChatMessage, ChatRef, hookimpl  # noqa: E402
-from core.app import App  # noqa: E402
-from core.config import Config  # noqa: E402
-from core.state import DB_NAME, Store  # noqa: E402
+from cadenza.api import ChatMessage, ChatRef, hookimpl  # noqa: E402
+from cadenza.app import App  # noqa: E402
+from cadenza.config import Config  # noqa: E402
+from cadenza.state import DB_NAME, Store  # noqa: E402
 
 CONFIG = '[plugins]\nconsole = false\n[agent]\ndefault = "command"\n'
 PROMPT = ("Write the changelog for the next release from the merged pull requests, group the "

@@ -30,11 +30,12 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT / "tests"))  # the fake Bot API
 
-from core.api import StreamEvent, hookimpl  # noqa: E402
-from core.app import App  # noqa: E402
-from core.config import Config  # noqa: E402
+from cadenza.api import StreamEvent, hookimpl  # noqa: E402
+from cadenza.app import App  # noqa: E402
+from cadenza.config import Config  # noqa: E402
+
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramServer  # noqa: E402
 
 FIRST_CHAT = 100_001

@@ -42,12 +42,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from core.api import TIMED_OUT, ChatRef, StreamEvent, hookimpl  # noqa: E402
-from core.app import App  # noqa: E402
-from core.config import Config  # noqa: E402
-from core.plugins import discover  # noqa: E402
+from cadenza.api import TIMED_OUT, ChatRef, StreamEvent, hookimpl  # noqa: E402
+from cadenza.app import App  # noqa: E402
+from cadenza.config import Config  # noqa: E402
+from cadenza.loader import discover  # noqa: E402
 
 IDLE_TARGET = 0.02  # of one core
 LATENESS_TARGET = 0.050  # seconds, p99

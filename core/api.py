@@ -2,14 +2,13 @@
 
 Everything else in ``core`` is internal and may change between releases. A plugin is a class
 taking a ``PluginContext`` (or a module) whose methods are marked with ``@hookimpl`` and named
-after the hooks in ``core.hookspecs``; it is installed through the ``cadenza`` entry-point group.
+after the hooks in ``cadenza.hookspecs``; it is installed through the ``cadenza`` entry-point group.
 """
 
-from core.agents import Agent, CliAgent, Parsed, Parser
-from core.bot import Bot
-from core.clock import Clock
-from core.config import ConfigError, Settings
-from core.events import (
+from cadenza.agents import Agent, CliAgent, Parsed, Parser
+from cadenza.clock import Clock
+from cadenza.config import Config, ConfigError, Settings
+from cadenza.events import (
     CANCELLED,
     COMPLETED,
     ERROR,
@@ -35,12 +34,13 @@ from core.events import (
     TimeoutWarning,
     Turn,
 )
-from core.formatting import duration, first_line, footer
-from core.hookspecs import hookimpl
-from core.plugins import PluginContext
-from core.process import withhold_from_agents
-from core.secrets import redact, register_secret
-from core.state import Store
+from cadenza.formatting import duration, first_line, footer
+from cadenza.hookspecs import hookimpl
+from cadenza.loader import PluginContext
+from cadenza.process import withhold_from_agents
+from cadenza.protocols import Bot, RunningTurn
+from cadenza.secrets import redact, register_secret
+from cadenza.state import Store
 
 CADENZA_PLUGIN_API_VERSION = 1
 
@@ -68,6 +68,7 @@ __all__ = [
     "ChatRef",
     "CliAgent",
     "Clock",
+    "Config",
     "ConfigError",
     "Lifecycle",
     "Notice",
@@ -75,6 +76,7 @@ __all__ = [
     "Parser",
     "PluginContext",
     "Recovery",
+    "RunningTurn",
     "Settings",
     "Store",
     "StreamEvent",

@@ -12,19 +12,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import containment
-from core.agents import Agent, choose_default
-from core.agents.claude import ClaudeAgent
-from core.agents.codex import CodexAgent
-from core.agents.command import CommandAgent
-from core.bot import Bot, Limits
-from core.clock import Clock, SystemClock
-from core.config import Config, ConfigError
-from core.output import OUTPUTS_DIR, prune_outputs
-from core.plugins import PluginLoader, new_manager
-from core.relay import HookRelay
-from core.secrets import install_redaction
-from core.state import StateError, Store, private_dir
+from cadenza import containment
+from cadenza.agents import Agent, choose_default
+from cadenza.agents.claude import ClaudeAgent
+from cadenza.agents.codex import CodexAgent
+from cadenza.agents.command import CommandAgent
+from cadenza.bot import Bot, Limits
+from cadenza.clock import Clock, SystemClock
+from cadenza.config import Config, ConfigError
+from cadenza.loader import PluginLoader, new_manager
+from cadenza.output import OUTPUTS_DIR, prune_outputs
+from cadenza.relay import HookRelay
+from cadenza.secrets import install_redaction
+from cadenza.state import StateError, Store, private_dir
 
 log = logging.getLogger("cadenza")
 
@@ -226,7 +226,7 @@ class App:
             try:
                 bot = await self.start()
                 signalled = asyncio.ensure_future(stop.wait())
-                finished = asyncio.ensure_future(bot.stop_requested.wait())
+                finished = asyncio.ensure_future(bot.stop_requested())
                 await asyncio.wait({signalled, finished}, return_when=asyncio.FIRST_COMPLETED)
                 signalled.cancel()
                 finished.cancel()

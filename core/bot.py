@@ -18,17 +18,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from core import events
-from core.agents import Agent
-from core.agents.summary import compact
-from core.clock import Clock
-from core.events import FOREGROUND, ChatMessage, ChatRef, Notice, StreamEvent, Turn
-from core.formatting import duration, footer
-from core.output import OUTPUTS_DIR, OutputCap
-from core.process import stop_marked
-from core.relay import HookRelay
-from core.text import storable
-from core.turns import TurnRunner
+from cadenza import events
+from cadenza.agents import Agent
+from cadenza.agents.summary import compact
+from cadenza.clock import Clock
+from cadenza.events import FOREGROUND, ChatMessage, ChatRef, Notice, StreamEvent, Turn
+from cadenza.formatting import duration, footer
+from cadenza.output import OUTPUTS_DIR, OutputCap
+from cadenza.process import stop_marked
+from cadenza.relay import HookRelay
+from cadenza.text import storable
+from cadenza.turns import TurnRunner
 
 log = logging.getLogger("cadenza.bot")
 REFUSAL_LOG_EVERY = 60.0  # seconds between log lines about one user's refused messages
@@ -90,18 +90,18 @@ class Bot:
         self.max_output = max_output
         # whole answers over max_output, sent to the chat as files
         self.outputs_dir = (state_dir or workdir / ".cadenza") / OUTPUTS_DIR
-        self.agents = dict(agents)
+        self._agents = dict(agents)
         self.default_agent = default_agent
         self.clock = clock
         self.workdir = workdir
         self.kill_grace = kill_grace
         self.accepting = True
-        self.commands: dict[str, Command] = {}
-        self.lanes: dict[tuple[str, str], Lane] = {}
-        self.runners: dict[str, TurnRunner] = {}
+        self._commands: dict[str, Command] = {}
+        self._lanes: dict[tuple[str, str], Lane] = {}
+        self._runners: dict[str, TurnRunner] = {}
         self._slot_waiters: deque[asyncio.Future[None]] = deque()  # lanes waiting for an agent
         self._slots_used = 0  # agents running or about to, at most limits.max_running
-        self.stop_requested = asyncio.Event()  # set by a frontend that is done (console EOF)
+        self._stop_requested = asyncio.Event()  # set by a frontend that is done (console EOF)
         self._refusal_logged: dict[tuple[str, str], float] = {}
         for name, handler, text in (
             ("stop", Bot._cmd_stop, "cancel the running turn (and what waits behind it)"),
@@ -116,7 +116,7 @@ class Bot:
     def add_command(
         self, name: str, handler: CommandHandler, help: str = "", usage: str = ""
     ) -> None:
-        self.commands[name.lower()] = Command(name.lower(), handler, help, usage)
+        self._commands[name.lower()] = Command(name.lower(), handler, help, usage)
 
     async def handle(self, message: ChatMessage) -> None:
         """Everything a frontend receives goes through here. Never raises."""
@@ -149,7 +149,7 @@ class Bot:
         if found:
             await self._run_command(message, found.group(1).lower(), (found.group(2) or "").strip())
             return
-        if text.startswith("@") and "session" in self.commands:
+        if text.startswith("@") and "session" in self._commands:
             # "@NAME PROMPT" is the short form of "/session NAME PROMPT"
             await self._run_command(message, "session", text[1:])
             return
@@ -167,7 +167,7 @@ class Bot:
                      message.user_id, message.chat.key, why)
 
     async def _run_command(self, message: ChatMessage, name: str, args: str) -> None:
-        command = self.commands.get(name)
+        command = self._commands.get(name)
         if command is None:
             await self.notify(message.chat, f"Unknown command /{name}. /help lists the "
                               "commands; to send it to the agent, start with a space.",
@@ -179,16 +179,16 @@ class Bot:
 
     async def _cmd_stop(self, message: ChatMessage, args: str) -> None:
         session = args or FOREGROUND
-        lane = self.lanes.get((message.chat.key, session))
+        lane = self._lanes.get((message.chat.key, session))
         if lane is None or not lane.busy:
             await self.notify(message.chat, "Nothing is running" + _in(session) + ".")
             return
-        dropped = await self.stop_lane(lane, "stopped with /stop")
+        dropped = await self._stop_lane(lane, "stopped with /stop")
         tail = f"; {dropped} waiting prompt(s) dropped" if dropped else ""
         await self.notify(message.chat, "Stopping" + _in(session) + tail + ".")
 
     async def _cmd_new(self, message: ChatMessage, args: str) -> None:
-        lane = self.lane(message.chat, FOREGROUND)
+        lane = self._lane(message.chat, FOREGROUND)
         lane.resume_id = None
         note = " (the running turn goes on; /stop ends it)" if lane.busy else ""
         await self.notify(message.chat, "The next prompt starts a fresh conversation" + note + ".")
@@ -198,14 +198,14 @@ class Bot:
 
     async def _cmd_help(self, message: ChatMessage, args: str) -> None:
         lines = ["Send any text to give it to the agent. Commands:"]
-        for command in sorted(self.commands.values(), key=lambda c: c.name):
+        for command in sorted(self._commands.values(), key=lambda c: c.name):
             usage = f" {command.usage}" if command.usage else ""
             lines.append(f"/{command.name}{usage} — {command.help}")
         await self.notify(message.chat, "\n".join(lines), kind="help")
 
     def status_text(self, chat: ChatRef) -> str:
         lines = []
-        for lane in self.lanes.values():
+        for lane in self._lanes.values():
             if lane.chat != chat:
                 continue
             name = f"[{lane.session}] " if lane.session else ""
@@ -224,11 +224,11 @@ class Bot:
 
     # --- turns --------------------------------------------------------------------
 
-    def lane(self, chat: ChatRef, session: str) -> Lane:
+    def _lane(self, chat: ChatRef, session: str) -> Lane:
         key = (chat.key, session)
-        lane = self.lanes.get(key)
+        lane = self._lanes.get(key)
         if lane is None:
-            lane = self.lanes[key] = Lane(chat, session, self.default_agent)
+            lane = self._lanes[key] = Lane(chat, session, self.default_agent)
         return lane
 
     async def submit(
@@ -243,18 +243,18 @@ class Bot:
                               "shows them, /stop drops them).", kind="error")
             return None
         turn = Turn(id=uuid.uuid4().hex[:12], chat=chat, prompt=storable(prompt),
-                    agent=self.lane(chat, session).agent, session=session,
+                    agent=self._lane(chat, session).agent, session=session,
                     created_at=self.clock.time(), user_id=user_id)
         await self.enqueue(turn)
         return turn
 
     def waiting(self, chat: ChatRef) -> int:
         """How many prompts wait in the chat's conversations (not counting running turns)."""
-        return sum(len(lane.queue) for lane in self.lanes.values() if lane.chat == chat)
+        return sum(len(lane.queue) for lane in self._lanes.values() if lane.chat == chat)
 
     async def enqueue(self, turn: Turn, *, announce: bool = True) -> None:
         """Accept a prepared turn (a new prompt, or a recovered one with its attempt number)."""
-        lane = self.lane(turn.chat, turn.session)
+        lane = self._lane(turn.chat, turn.session)
         if turn.resume_id:
             lane.resume_id = turn.resume_id
         lane.queue.append(turn)
@@ -280,7 +280,7 @@ class Bot:
         finally:
             if not lane.queue and lane.resume_id is None:
                 # nothing to continue: an idle lane costs memory for every chat ever seen
-                self.lanes.pop((lane.chat.key, lane.session), None)
+                self._lanes.pop((lane.chat.key, lane.session), None)
 
     async def _take_slot(self, lane: Lane) -> None:
         """Wait for one of the ``max_running`` agent slots, first come first served; the chat
@@ -321,16 +321,16 @@ class Bot:
             return
         if turn.resume_id is None and lane.resume_id and turn.agent == lane.agent:
             turn = replace(turn, resume_id=lane.resume_id)
-        agent = self.agents.get(turn.agent)
+        agent = self._agents.get(turn.agent)
         if agent is None:
-            agent = self.agents[self.default_agent]
+            agent = self._agents[self.default_agent]
             turn = replace(turn, agent=agent.name, resume_id=None)
         if not agent.supports_resume():
             turn = replace(turn, resume_id=None)
         output = OutputCap(turn.id, self.max_output, self.outputs_dir)
         runner = TurnRunner(turn, agent, self.relay, self.clock, workdir=self.workdir,
                             kill_grace=self.kill_grace, output=output)
-        lane.runner = self.runners[turn.id] = runner
+        lane.runner = self._runners[turn.id] = runner
         try:
             result = await runner.run()
             lane.last = f"last turn {result.kind}" + footer(result)
@@ -339,11 +339,11 @@ class Bot:
         finally:
             output.close()
             lane.runner = None
-            del self.runners[turn.id]
+            del self._runners[turn.id]
         if runner.agent_session_id:
             lane.resume_id = runner.agent_session_id
 
-    async def stop_lane(self, lane: Lane, reason: str) -> int:
+    async def _stop_lane(self, lane: Lane, reason: str) -> int:
         """Cancel a conversation's running turn and the turns waiting behind it (each gets its
         terminal event); the number of waiting turns dropped."""
         dropped = list(lane.queue)
@@ -356,7 +356,7 @@ class Bot:
         return len(dropped)
 
     def stop_turn(self, turn_id: str, kind: str = events.CANCELLED, reason: str = "") -> bool:
-        runner = self.runners.get(turn_id)
+        runner = self._runners.get(turn_id)
         if runner is None:
             return False
         runner.stop(kind, reason)
@@ -367,11 +367,11 @@ class Bot:
     def running(self, turn_id: str) -> TurnRunner | None:
         """The handle of a running turn: ``turn``, ``elapsed``, ``last_output_at``,
         ``last_output``, ``stop(kind, reason, data)`` and ``post(kind, text, data)``."""
-        return self.runners.get(turn_id)
+        return self._runners.get(turn_id)
 
     def running_in(self, chat: ChatRef, session: str = FOREGROUND) -> TurnRunner | None:
         """The handle of the turn running in a chat's conversation, if any."""
-        lane = self.lanes.get((chat.key, session))
+        lane = self._lanes.get((chat.key, session))
         return lane.runner if lane is not None else None
 
     def continue_conversation(
@@ -379,29 +379,33 @@ class Bot:
     ) -> None:
         """Set what a conversation's next turn continues: the agent-side session id (None:
         a fresh conversation) and, when it is known here, the agent."""
-        lane = self.lane(chat, session)
+        lane = self._lane(chat, session)
         lane.resume_id = agent_session_id
-        if agent in self.agents:
+        if agent in self._agents:
             lane.agent = agent
 
     async def end_conversation(self, chat: ChatRef, session: str, reason: str) -> int:
         """Stop a conversation's running and waiting turns and forget what it continues; the
         number of waiting turns dropped."""
-        lane = self.lanes.get((chat.key, session))
+        lane = self._lanes.get((chat.key, session))
         if lane is None:
             return 0
-        dropped = await self.stop_lane(lane, reason)
+        dropped = await self._stop_lane(lane, reason)
         lane.resume_id = None
         return dropped
 
     def command_list(self) -> list[tuple[str, str, str]]:
         """(name, help, usage) of every chat command, by name."""
-        return [(c.name, c.help, c.usage) for c in sorted(self.commands.values(),
+        return [(c.name, c.help, c.usage) for c in sorted(self._commands.values(),
                                                             key=lambda c: c.name)]
 
     def request_stop(self) -> None:
         """Stop Cadenza as if signalled: for a frontend whose input is over (console EOF)."""
-        self.stop_requested.set()
+        self._stop_requested.set()
+
+    async def stop_requested(self) -> None:
+        """Wait until a frontend asks Cadenza to stop (``request_stop``)."""
+        await self._stop_requested.wait()
 
     async def stop_strays(self, turn_ids: list[str]) -> int:
         """Stop agent processes that earlier runs of these turns left behind (a crashed
@@ -413,7 +417,7 @@ class Bot:
 
     async def idle(self) -> None:
         """Wait until no turn runs or waits."""
-        while busy := [lane.task for lane in self.lanes.values() if lane.busy]:
+        while busy := [lane.task for lane in self._lanes.values() if lane.busy]:
             await asyncio.gather(*busy, return_exceptions=True)
 
     async def shutdown(self) -> None:
@@ -423,7 +427,7 @@ class Bot:
             if not waiter.done():
                 waiter.set_result(None)  # the lane wakes, sees it must stop, gives it back
         self._slot_waiters.clear()
-        for runner in list(self.runners.values()):
+        for runner in list(self._runners.values()):
             runner.stop(events.INTERRUPTED, "Cadenza is shutting down; this turn resumes "
                         "when it starts again")
         await self.idle()

@@ -16,15 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import tomlkit
-
-from core.agents import choose_default
-from core.app import App, CoreSettings, builtin_agents
-from core.clock import SystemClock
-from core.config import Config, ConfigError, did_you_mean, resolve_paths
-from core.plugins import PluginLoader, discover, new_manager
-from core.relay import HookRelay
-from core.secrets import install_redaction, redact
-from core.state import DB_NAME, StateError, Store
+from cadenza.agents import choose_default
+from cadenza.app import App, CoreSettings, builtin_agents
+from cadenza.clock import SystemClock
+from cadenza.config import Config, ConfigError, did_you_mean, resolve_paths
+from cadenza.loader import PluginLoader, discover, new_manager
+from cadenza.relay import HookRelay
+from cadenza.secrets import install_redaction, redact
+from cadenza.state import DB_NAME, StateError, Store
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 

@@ -1,7 +1,7 @@
 """plugins.toml: reading it, locating keys for error messages, typed access to settings.
 
 Reading uses the stdlib ``tomllib``; editing (``cadenza plugins enable``) uses tomlkit so
-comments survive (see ``core.cli``). Every setting has its default in the code that reads it,
+comments survive (see ``cadenza.cli``). Every setting has its default in the code that reads it,
 so a missing file or key means "the documented default".
 """
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from core.config import Settings
+from cadenza.config import Settings
 
 log = logging.getLogger("cadenza.containment")
 

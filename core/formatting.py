@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.events import StreamEvent
+from cadenza.events import StreamEvent
 
 
 def duration(seconds: float) -> str:

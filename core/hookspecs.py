@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from core.bot import Bot
-    from core.config import Config
-    from core.events import (
+    from cadenza.bot import Bot
+    from cadenza.config import Config
+    from cadenza.events import (
         ChatMessage,
         ChatRef,
         Lifecycle,
@@ -39,7 +39,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def register_agents(register: Callable[[Any], None]) -> None:
-    """Add agent adapters: call ``register(agent)`` with objects implementing ``core.agents.Agent``.
+    """Add agent adapters: call ``register(agent)`` with objects implementing
+    ``cadenza.api.Agent``.
 
     The ``[agent] default`` setting selects one of them by its ``name``.
     """

@@ -7,7 +7,7 @@ the work, so the whole group is signalled. Some tools leave the group (Claude's 
 starts its own session), so every agent also carries ``CADENZA_TURN=<turn id>`` in its
 environment, which its descendants inherit: stopping a turn signals the marked processes
 too, and after a crash the journal finds and stops what the dead run left behind. On Linux
-the agent also gets SIGTERM if Cadenza dies, and is contained (``core.containment``): what
+the agent also gets SIGTERM if Cadenza dies, and is contained (``cadenza.containment``): what
 it starts is killed with its turn even when it left the group and dropped the marker.
 """
 
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core import containment
-from core.containment import MARKER, SETPRIV, AgentUser, Jail, descendants, kill
+from cadenza import containment
+from cadenza.containment import MARKER, SETPRIV, AgentUser, Jail, descendants, kill
 
 # Cadenza's own secrets (a bot token) are not the agents' business: an agent, every tool it
 # runs and the model it talks to would otherwise see them.

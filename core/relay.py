@@ -1,6 +1,6 @@
 """Calling hooks safely: every implementation isolated, awaited if async, bounded in time.
 
-pluggy registers plugins and validates their implementations against ``core.hookspecs``;
+pluggy registers plugins and validates their implementations against ``cadenza.hookspecs``;
 calling is done here instead of through ``pm.hook``, because pluggy stops at the first
 implementation that raises and hands coroutines back un-awaited.
 """
@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pluggy
-
-from core.ordering import PluginOrder
-from core.secrets import redact
+from cadenza.ordering import PluginOrder
+from cadenza.secrets import redact
 
 log = logging.getLogger("cadenza.hooks")
 _FAILED: Any = object()  # what ``_call_one`` returns for an implementation that failed

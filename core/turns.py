@@ -12,14 +12,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from core import events
-from core.agents import Agent, failure_text
-from core.agents import launch as agent_launch
-from core.clock import Clock
-from core.events import StreamEvent, Turn
-from core.output import OutputCap
-from core.process import NUL_PROBLEM, AgentProcess, stdin_problem
-from core.relay import HookRelay
+from cadenza import events
+from cadenza.agents import Agent, failure_text
+from cadenza.agents import launch as agent_launch
+from cadenza.clock import Clock
+from cadenza.events import StreamEvent, Turn
+from cadenza.output import OutputCap
+from cadenza.process import NUL_PROBLEM, AgentProcess, stdin_problem
+from cadenza.relay import HookRelay
 
 log = logging.getLogger("cadenza.turns")
 

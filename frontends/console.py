@@ -15,8 +15,8 @@ import sys
 import threading
 from typing import TextIO
 
-from core import api
-from core.api import (
+from cadenza import api
+from cadenza.api import (
     Bot,
     ChatMessage,
     ChatRef,
@@ -28,7 +28,7 @@ from core.api import (
     TimeoutWarning,
     hookimpl,
 )
-from frontends.text import lifecycle_text, outcome_text, recovery_text, warning_text
+from cadenza.frontends.text import lifecycle_text, outcome_text, recovery_text, warning_text
 
 CHAT = ChatRef("console", "local")
 _OTHER_FRONTENDS = ("telegram", "discord")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from core import api
-from core.api import (
+from cadenza import api
+from cadenza.api import (
     Lifecycle,
     Recovery,
     StreamEvent,

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from core.api import (
+from cadenza.api import (
     Bot,
     ChatRef,
     Lifecycle,

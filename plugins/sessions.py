@@ -14,8 +14,8 @@ import random
 import re
 from typing import Any
 
-from core import api
-from core.api import (
+from cadenza import api
+from cadenza.api import (
     Bot,
     ChatMessage,
     ChatRef,

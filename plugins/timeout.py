@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import api
-from core.api import (
+from cadenza import api
+from cadenza.api import (
     FOREGROUND,
     TIMED_OUT,
     Bot,

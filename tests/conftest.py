@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from core.api import ChatMessage, ChatRef, Notice, StreamEvent, hookimpl
-from core.app import App
-from core.bot import Bot
-from core.config import Config
+from cadenza.api import ChatMessage, ChatRef, Notice, StreamEvent, hookimpl
+from cadenza.app import App
+from cadenza.bot import Bot
+from cadenza.config import Config
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
@@ -166,7 +165,7 @@ def run_cli(tmp_path: Path) -> Iterator[Callable[..., subprocess.CompletedProces
     def run(*args: str, input: str | None = None, env: dict[str, str] | None = None,
             cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "core.cli", *args], input=input, capture_output=True,
+            [sys.executable, "-m", "cadenza.cli", *args], input=input, capture_output=True,
             text=True, env={**os.environ, **(env or {})}, cwd=cwd or tmp_path, timeout=timeout,
         )
 
@@ -175,7 +174,7 @@ def run_cli(tmp_path: Path) -> Iterator[Callable[..., subprocess.CompletedProces
 
 THIRD_PARTY_MODULES = {
     "sample_plugin.py": '''
-from core.api import hookimpl
+from cadenza.api import hookimpl
 
 SEEN = []
 
@@ -199,7 +198,7 @@ class SamplePlugin:
         return [(self.greeting != "rude", f"sample: greeting is {self.greeting}")]
 ''',
     "raising_plugin.py": '''
-from core.api import hookimpl
+from cadenza.api import hookimpl
 
 
 class RaisingPlugin:
@@ -213,7 +212,7 @@ class RaisingPlugin:
     "hanging_plugin.py": '''
 import asyncio
 
-from core.api import hookimpl
+from cadenza.api import hookimpl
 
 
 class HangingPlugin:
@@ -258,7 +257,7 @@ def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, st
 def start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
     """``cadenza ARGS`` as a real process with pipes, for tests that signal or kill it."""
     return subprocess.Popen(
-        [sys.executable, "-m", "core.cli", *args], stdin=subprocess.PIPE,
+        [sys.executable, "-m", "cadenza.cli", *args], stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
         env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
     )

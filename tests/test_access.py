@@ -13,13 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from cadenza.api import ChatMessage, ChatRef, hookimpl
+from cadenza.app import agent_workdir, instance_lock
+from cadenza.config import Config, ConfigError
+from cadenza.secrets import install_redaction, register_secret
+from cadenza.state import StateError, Store, private_dir
 from conftest import CHAT, agent_config
-
-from core.api import ChatMessage, ChatRef, hookimpl
-from core.app import agent_workdir, instance_lock
-from core.config import Config, ConfigError
-from core.secrets import install_redaction, register_secret
-from core.state import StateError, Store, private_dir
 
 pytestmark = pytest.mark.usefixtures("agent_path")
 
@@ -147,7 +146,7 @@ async def test_idle_lanes_are_pruned(start_app) -> None:
         await h.say("true", chat=ChatRef(CHAT.frontend, f"chat-{n}"))
     await h.recorder.finished(50)
     await h.bot.idle()
-    assert len(h.bot.lanes) == 0
+    assert len(h.bot._lanes) == 0
 
 
 async def test_a_resumed_turn_of_a_removed_user_does_not_run(start_app) -> None:
@@ -266,7 +265,7 @@ def test_hostile_text_through_the_console(run_cli, tmp_path: Path) -> None:
     lines = [b"echo a\xed\xa0\x80b", "echo \u202eevil\u202c".encode(),
              b"echo " + b"x" * 100_000, b"echo a\0b"]
     done = subprocess.run(
-        [sys.executable, "-m", "core.cli", "run"], input=b"\n".join(lines) + b"\n",
+        [sys.executable, "-m", "cadenza.cli", "run"], input=b"\n".join(lines) + b"\n",
         capture_output=True, cwd=tmp_path, timeout=60, env={**os.environ, "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
     out = done.stdout.decode()

@@ -7,11 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from cadenza.agents import CliAgent, JsonLinesParser, exit_outcome, launch
+from cadenza.agents.command import CommandAgent
+from cadenza.api import hookimpl
 from conftest import agent_config
-
-from core.agents import CliAgent, JsonLinesParser, exit_outcome, launch
-from core.agents.command import CommandAgent
-from core.api import hookimpl
 
 pytestmark = pytest.mark.usefixtures("agent_path")
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+from pathlib import Path
 
-import core.api as api
+import cadenza.api as api
 
 
 def test_exports_are_pinned() -> None:
@@ -13,8 +15,10 @@ def test_exports_are_pinned() -> None:
         "CADENZA_PLUGIN_API_VERSION", "CANCELLED", "COMPLETED", "ERROR", "FAILED", "FOREGROUND",
         "INTERRUPTED", "NOTICE", "SESSION", "STARTED", "TERMINAL_KINDS", "TEXT", "THINKING",
         "TIMED_OUT", "TOOL_RESULT", "TOOL_USE", "USAGE", "Agent", "Bot", "ChatMessage",
-        "ChatRef", "CliAgent", "Clock", "ConfigError", "Lifecycle", "Notice", "Parsed", "Parser",
-        "PluginContext", "Recovery", "Settings", "StreamEvent", "Store", "TimeoutWarning", "Turn",
+        "ChatRef", "CliAgent", "Clock", "Config", "ConfigError", "Lifecycle", "Notice", "Parsed",
+        "Parser",
+        "PluginContext", "Recovery", "RunningTurn", "Settings", "StreamEvent", "Store",
+        "TimeoutWarning", "Turn",
         "duration", "first_line", "footer", "hookimpl", "redact", "register_secret",
         "withhold_from_agents",
     ])
@@ -36,3 +40,47 @@ def test_events_are_frozen_and_slotted() -> None:
         pass
     else:
         raise AssertionError("Turn is mutable")
+
+
+def test_the_bot_and_a_running_turn_fit_the_protocols_plugins_see() -> None:
+    from cadenza.bot import Bot
+    from cadenza.turns import TurnRunner
+
+    for protocol, cls in ((api.Bot, Bot), (api.RunningTurn, TurnRunner)):
+        wanted = {name for name in vars(protocol) if not name.startswith("_")}
+        wanted |= set(getattr(protocol, "__annotations__", {}))
+        assert wanted, protocol
+        offered = set(dir(cls)) | set(getattr(cls, "__annotations__", {}))
+        instance_attrs = {"default_agent", "turn", "last_output_at", "last_output"}
+        assert wanted - offered <= instance_attrs, wanted - offered
+
+
+def test_plugins_and_frontends_touch_no_private_attribute_of_anything_else() -> None:
+    """Built-in plugins use only the public surface: no ``x._name`` where x is not self."""
+    root = Path(__file__).parent.parent
+    found = []
+    for base in ("plugins", "frontends"):
+        for path in (root / base).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                        and not node.attr.startswith("__")
+                        and not (isinstance(node.value, ast.Name)
+                                 and node.value.id in ("self", "cls"))):
+                    found.append(f"{path.relative_to(root)}:{node.lineno}: {ast.unparse(node)}")
+    assert found == []
+
+
+def test_plugins_and_frontends_import_only_the_public_api_from_the_core() -> None:
+    root = Path(__file__).parent.parent
+    internal = []
+    for base in ("plugins", "frontends"):
+        for path in (root / base).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                         else [a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [])
+                for name in names:
+                    if name.startswith("cadenza.") and not name.startswith(
+                            ("cadenza.api", "cadenza.plugins", "cadenza.frontends")):
+                        internal.append(f"{path.relative_to(root)}:{node.lineno}: {name}")
+    assert internal == []

@@ -32,7 +32,7 @@ def test_bad_config_exits_2_naming_file_line_and_key(
     run_cli, tmp_path: Path, text: str, line: int, needle: str
 ) -> None:
     if "telegarm" in text:
-        pytest.importorskip("frontends.telegram")
+        pytest.importorskip("cadenza.frontends.telegram")
     config = tmp_path / "plugins.toml"
     config.write_text(text)
     done = run_cli("run", "--config", str(config), input="")
@@ -129,7 +129,7 @@ def test_inspection_commands_report_every_plugin_problem(run_cli, tmp_path: Path
 
 def test_undecodable_input_does_not_end_the_console(run_cli, env, tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "core.cli", "run"], input=b"say caf\xe9\nsay after\n",
+        [sys.executable, "-m", "cadenza.cli", "run"], input=b"say caf\xe9\nsay after\n",
         capture_output=True, env={**os.environ, **env}, cwd=tmp_path, timeout=60)
     out = done.stdout.decode()
     assert done.returncode == 0 and "caf\ufffd" in out and "after" in out

@@ -15,12 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cadenza import containment
+from cadenza.api import ChatRef
+from cadenza.config import Config, ConfigError
+from cadenza.process import stop_marked
 from conftest import CHAT, agent_config, alive, gone
-
-from core import containment
-from core.api import ChatRef
-from core.config import Config, ConfigError
-from core.process import stop_marked
 
 BACKENDS = ["cgroup2", "cgroup1", "subreaper"]
 
@@ -174,7 +173,7 @@ async def wait_until(condition, timeout: float = 10.0) -> None:
 
 
 def test_contain_must_be_true_or_false(tmp_path: Path) -> None:
-    from core.app import builtin_agents
+    from cadenza.app import builtin_agents
 
     for table in ("agent", "agent.claude"):
         path = tmp_path / "plugins.toml"

@@ -9,13 +9,12 @@ import re
 from pathlib import Path
 
 import pytest
+from cadenza import hookspecs
+from cadenza.agents.command import CommandAgent
+from cadenza.api import ChatMessage, hookimpl
+from cadenza.app import App
+from cadenza.config import Config
 from conftest import CHAT, ROOT, Recorder, agent_config
-
-from core import hookspecs
-from core.agents.command import CommandAgent
-from core.api import ChatMessage, hookimpl
-from core.app import App
-from core.config import Config
 
 pytestmark = pytest.mark.usefixtures("agent_path")
 
@@ -96,7 +95,7 @@ async def test_hook_on_shutdown(start_app) -> None:
     phases = Phases()
     h = await start_app(agent_config("claude"), phases=phases)
     await h.say("sleep 30")
-    await h.recorder.wait_for(lambda: h.bot.runners)
+    await h.recorder.wait_for(lambda: h.bot._runners)
     await h.app.stop()
     assert phases.calls == ["start", "ready", "shutdown"]
     assert h.recorder.terminals()[0].kind == "interrupted"  # agents stopped before the hook
@@ -115,7 +114,7 @@ async def test_hook_on_recover(tmp_path: Path) -> None:
     first.add_plugin("recorder", recorder := Recorder())
     bot = await first.start()
     await bot.submit(CHAT, "say slow; sleep 1; say done")
-    await recorder.wait_for(lambda: bot.runners)
+    await recorder.wait_for(lambda: bot._runners)
     await first.stop()  # shutdown interrupts it
 
     second = App(Config.load(path), tmp_path / "state")

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from core.agents.claude import ClaudeAgent, ClaudeParser
-from core.agents.codex import CodexAgent, CodexParser
-from core.agents.command import CommandParser
+from cadenza.agents.claude import ClaudeAgent, ClaudeParser
+from cadenza.agents.codex import CodexAgent, CodexParser
+from cadenza.agents.command import CommandParser
 
 STREAMS = Path(__file__).parent / "fixtures" / "streams"
 

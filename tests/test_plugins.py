@@ -9,11 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import agent_config
-
-from core.api import hookimpl
-from core.config import Config, ConfigError
-from core.plugins import (
+from cadenza.api import hookimpl
+from cadenza.config import Config, ConfigError
+from cadenza.loader import (
     API_VERSION,
     PluginContext,
     PluginLoader,
@@ -21,8 +19,9 @@ from core.plugins import (
     discover,
     new_manager,
 )
-from core.relay import HookRelay
-from core.state import Store
+from cadenza.relay import HookRelay
+from cadenza.state import Store
+from conftest import agent_config
 
 pytestmark = pytest.mark.usefixtures("agent_path")
 
@@ -70,7 +69,7 @@ async def test_failing_plugins_never_stop_the_turn_or_the_others(third_party, st
 
 
 async def test_sync_and_async_implementations_are_both_awaited(start_app) -> None:
-    from core.api import hookimpl
+    from cadenza.api import hookimpl
 
     seen: list[str] = []
 
@@ -91,7 +90,7 @@ async def test_sync_and_async_implementations_are_both_awaited(start_app) -> Non
 
 
 async def test_a_plugin_with_an_unknown_hook_is_refused(start_app, tmp_path: Path) -> None:
-    from core.api import hookimpl
+    from cadenza.api import hookimpl
 
     class Typo:
         @hookimpl

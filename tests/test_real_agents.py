@@ -61,7 +61,7 @@ def _plugin_missing(name: str) -> str | None:
     """Why the built-in plugin ``name`` cannot run here, or None when it can."""
     if importlib.util.find_spec(f"plugins.{name}") is None:
         return f"plugins/{name}.py does not exist yet"
-    from core.plugins import discover
+    from cadenza.loader import discover
 
     if name not in discover():
         return f"the {name!r} entry point is not installed (pip install -e . after pyproject)"
@@ -318,7 +318,7 @@ class Rig:
         stderr_path = self.root / f"cadenza-{len(self.runs) + 1}.stderr"
         with open(stderr_path, "wb") as stderr:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "core.cli", "run", "--config", str(self.config),
+                [sys.executable, "-m", "cadenza.cli", "run", "--config", str(self.config),
                  "--state-dir", str(self.state)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
                 cwd=self.root, env=self.process_env(),

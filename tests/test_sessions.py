@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+from cadenza.api import ChatRef
 from conftest import CHAT, agent_config, read_until, start
-
-from core.api import ChatRef
 
 OTHER = ChatRef("test", "chat-2")
 

@@ -17,19 +17,19 @@ from typing import Any
 import pytest
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.methods import EditMessageText
+from cadenza.api import ChatRef, Recovery, StreamEvent, Turn
+from cadenza.config import Config, ConfigError
+from cadenza.frontends.telegram import inbound as inbound_module
+from cadenza.frontends.telegram.client import Redact
+from cadenza.frontends.telegram.egress import Api, Gone, Outgoing, classify
+from cadenza.frontends.telegram.markup import to_html
+from cadenza.frontends.telegram.pacing import Bucket
+from cadenza.frontends.telegram.settings import TelegramSettings
+from cadenza.frontends.telegram.split import clean, cut_point, split, utf16_len
+from cadenza.frontends.telegram.views import TEXT_BUDGET, TurnView
 from conftest import agent_config
 from fake_agent import big_text
 
-from core.api import ChatRef, Recovery, StreamEvent, Turn
-from core.config import Config, ConfigError
-from frontends.telegram import inbound as inbound_module
-from frontends.telegram.client import Redact
-from frontends.telegram.egress import Api, Gone, Outgoing, classify
-from frontends.telegram.markup import to_html
-from frontends.telegram.pacing import Bucket
-from frontends.telegram.settings import TelegramSettings
-from frontends.telegram.split import clean, cut_point, split, utf16_len
-from frontends.telegram.views import TEXT_BUDGET, TurnView
 from tests.fakes.telegram_api import (
     DEFAULT_TOKEN,
     NOT_MODIFIED,
@@ -218,7 +218,7 @@ async def test_timeout_warning_has_working_extend_and_stop_buttons(start, server
     # someone not on the allowlist cannot press them
     press = server.push_callback(USER, STRANGER, warning.message_id, f"stop:{turn.id}")
     answer = await server.wait_for(lambda: server.callback_answer(press))
-    assert "allowed" in answer["text"] and turn.id in h.bot.runners
+    assert "allowed" in answer["text"] and h.bot.running(turn.id) is not None
     # Extend reaches the timeout plugin's /extend; the warning's buttons go away
     press = server.push_callback(USER, USER, warning.message_id, f"extend:{turn.id}")
     assert "more time" in (await server.wait_for(lambda: server.callback_answer(press)))["text"]

@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 import test_telegram
+from cadenza.api import ChatMessage, ChatRef, Notice
+from cadenza.frontends.telegram.auth import Refusals
+from cadenza.frontends.telegram.settings import Allowlist
 from test_telegram import DONE, GROUP, STRANGER, USER, containing, eventually
-
-from core.api import ChatMessage, ChatRef, Notice
-from frontends.telegram.auth import Refusals
-from frontends.telegram.settings import Allowlist
 
 pytestmark = pytest.mark.usefixtures("agent_path")
 server, token, start = test_telegram.server, test_telegram.token, test_telegram.start
@@ -72,7 +71,7 @@ async def test_no_kind_of_update_from_a_stranger_reaches_the_core(start, server,
     server.push_text(USER, USER, "/status")
     await server.wait_for(containing(server, USER, "running"), 15)
     assert [message.user_id for message in seen] == [str(USER), str(USER)]
-    assert turn.id in h.bot.runners  # the stranger's Stop presses did nothing
+    assert h.bot.running(turn.id) is not None  # the stranger's Stop presses did nothing
     # one refusal for the stranger, one log line: a flood of updates is no flood of replies
     (refusal,) = server.bot_messages(STRANGER)
     assert str(STRANGER) in refusal.text and "allowed_users" in refusal.text
@@ -173,7 +172,7 @@ async def test_stop_acts_only_on_a_turn_of_the_chat_it_was_pressed_in(start, ser
     # a button in the group whose data names the private chat's turn (a forged press)
     press = server.push_callback(GROUP, USER, status.message_id, f"stop:{turn.id}")
     answer = await server.wait_for(lambda: server.callback_answer(press), 15)
-    assert answer["text"] == "That turn already ended." and turn.id in h.bot.runners
+    assert answer["text"] == "That turn already ended." and h.bot.running(turn.id) is not None
     live = server.bot_messages(USER)[0]
     press = server.push_callback(USER, USER, live.message_id, f"stop:{turn.id}")
     assert (await server.wait_for(lambda: server.callback_answer(press), 15))["text"] == (

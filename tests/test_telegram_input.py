@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 import test_telegram
+from cadenza.frontends.telegram.markup import to_html
 from test_telegram import DONE, GROUP, USER, containing, eventually
 from test_telegram_access import hidden_user, spy_on_handle
 
-from frontends.telegram.markup import to_html
 from tests.fakes.telegram_api import parse_text
 
 pytestmark = pytest.mark.usefixtures("agent_path")

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import test_telegram
+from cadenza.frontends.telegram.egress import Api, Rejected
+from cadenza.frontends.telegram.views import Outgoing
 from fake_agent import big_text
 from test_telegram import DONE, USER, containing
 
-from frontends.telegram.egress import Api, Rejected
-from frontends.telegram.views import Outgoing
 from tests.fakes.telegram_api import Fault
 
 pytestmark = pytest.mark.usefixtures("agent_path")

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import test_telegram
+from cadenza.config import Config, ConfigError
+from cadenza.frontends.telegram.settings import TelegramSettings
 from test_telegram import DONE, USER, containing
 
-from core.config import Config, ConfigError
-from frontends.telegram.settings import TelegramSettings
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramServer
 
 pytestmark = pytest.mark.usefixtures("agent_path")
@@ -91,7 +91,9 @@ def test_doctor_never_prints_the_token(run_cli, tmp_path: Path, api_base: str,
 
 
 def test_the_token_is_a_secret_from_the_moment_it_is_read(tmp_path: Path) -> None:
-    from core.secrets import redact  # what every log handler and stored problem text goes through
+    from cadenza.secrets import (
+        redact,  # what every log handler and stored problem text goes through
+    )
 
     from_env = "987654321:AAFromTheEnvironmentForTheRedactionTest"
     from_file = "987654322:AAFromAFileForTheRedactionTest"

@@ -9,9 +9,8 @@ import asyncio
 import time
 
 import pytest
+from cadenza.api import hookimpl
 from conftest import agent_config, gone
-
-from core.api import hookimpl
 
 pytestmark = pytest.mark.usefixtures("agent_path")
 
@@ -96,7 +95,7 @@ async def test_extend_and_stop_from_chat(start_app) -> None:
     assert "asked in chat" in extended.text
     await h.recorder.wait_for(lambda: len(warnings(h)) == 2)  # re-armed for the new deadline
     assert not h.recorder.terminals()
-    runner = next(iter(h.bot.runners.values()))
+    runner = next(iter(h.bot._runners.values()))
     assert runner.elapsed > 0.8  # outlived the original deadline
     await h.say("/stop")
     (end,) = await h.recorder.finished()
@@ -120,7 +119,7 @@ async def test_expiry_kills_the_whole_group(start_app) -> None:
     said = await h.recorder.wait_for(
         lambda: [e.text for e in h.recorder.events if e.kind == "text"])
     grandchild = int(said[0].split()[-1])
-    leader = next(iter(h.bot.runners.values()))._process.proc.pid
+    leader = next(iter(h.bot._runners.values()))._process.proc.pid
     (end,) = await h.recorder.finished()
     assert end.kind == "timed_out"
     assert gone(leader) and gone(grandchild)
@@ -163,7 +162,7 @@ async def test_events_plugins_add_follow_the_turn_in_order_and_never_after_its_e
     class Poster:
         @hookimpl
         async def on_stream_event(self, event):
-            runner = runners.setdefault(event.turn.id, h.bot.runners.get(event.turn.id))
+            runner = runners.setdefault(event.turn.id, h.bot.running(event.turn.id))
             if event.kind == "text":
                 runner.post("note", f"after {event.text}")
                 await asyncio.sleep(0.01)  # slow: the agent's next lines queue up meanwhile

@@ -121,7 +121,7 @@ async def test_stop_kills_the_whole_process_group(start_app, tmp_path: Path) -> 
     said = await h.recorder.wait_for(
         lambda: [e.text for e in h.recorder.events if e.kind == "text"])
     grandchild = int(said[0].split()[-1])
-    leader = next(iter(h.bot.runners.values()))._process.proc.pid
+    leader = next(iter(h.bot._runners.values()))._process.proc.pid
     started = time.monotonic()
     await h.say("/stop")
     (end,) = await h.recorder.finished()
@@ -157,7 +157,7 @@ async def test_shutdown_interrupts_running_turns(start_app) -> None:
     h = await start_app(agent_config("claude") + "[timeout]\nkill_grace = 0.5\n")
     await h.say("say working; sleep 30")
     await h.recorder.wait_for(lambda: any(e.kind == "text" for e in h.recorder.events))
-    pid = next(iter(h.bot.runners.values()))._process.proc.pid
+    pid = next(iter(h.bot._runners.values()))._process.proc.pid
     await h.bot.shutdown()
     (end,) = h.recorder.terminals()
     assert end.kind == "interrupted"
@@ -165,7 +165,7 @@ async def test_shutdown_interrupts_running_turns(start_app) -> None:
 
 
 async def test_chats_run_concurrently(start_app) -> None:
-    from core.api import ChatRef
+    from cadenza.api import ChatRef
 
     h = await start_app(agent_config("claude"))
     started = time.monotonic()
@@ -177,8 +177,8 @@ async def test_chats_run_concurrently(start_app) -> None:
 
 
 async def test_cadenzas_secrets_are_withheld_from_agents(start_app, monkeypatch, tmp_path) -> None:
-    from core.config import Config
-    from frontends.telegram.settings import TelegramSettings
+    from cadenza.config import Config
+    from cadenza.frontends.telegram.settings import TelegramSettings
 
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456789:AAFakeTokenForCadenzaTests_0123456789")
     monkeypatch.setenv("CADENZA_VISIBLE", "shown")

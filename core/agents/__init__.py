@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from core import events
-from core.agents.summary import compact
-from core.config import Config, Settings
-from core.process import Launch
+from cadenza import events
+from cadenza.agents.summary import compact
+from cadenza.config import Config, Settings
+from cadenza.process import Launch
 
 # What a parser yields: (kind, text, data); the runner adds the turn and sequence number.
 Parsed = tuple[str, str, Mapping[str, Any]]

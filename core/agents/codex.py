@@ -18,9 +18,9 @@ import json
 import re
 from typing import Any
 
-from core import events
-from core.agents import NO_DATA, CliAgent, JsonLinesParser, Parsed, exit_outcome
-from core.agents.summary import compact, tool_summary
+from cadenza import events
+from cadenza.agents import NO_DATA, CliAgent, JsonLinesParser, Parsed, exit_outcome
+from cadenza.agents.summary import compact, tool_summary
 
 
 class CodexAgent(CliAgent):

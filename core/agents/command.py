@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from core import events
-from core.agents import NO_DATA, Parsed, exit_outcome
-from core.config import Settings
+from cadenza import events
+from cadenza.agents import NO_DATA, Parsed, exit_outcome
+from cadenza.config import Settings
 
 DEFAULT_COMMAND = ["sh", "-c", "{prompt}"]
 

@@ -9,6 +9,6 @@ cuts), ``pacing`` (flood limits), ``egress`` (API calls and what their failures 
 ``outbox`` (per-chat delivery) and ``ledger`` (messages with buttons, for crash clean-up).
 """
 
-from frontends.telegram.plugin import TelegramFrontend
+from cadenza.frontends.telegram.plugin import TelegramFrontend
 
 __all__ = ["TelegramFrontend"]

@@ -11,9 +11,8 @@ from __future__ import annotations
 import re
 
 from aiogram.types import Message, User
-
-from core.api import ChatRef
-from frontends.telegram.settings import FRONTEND
+from cadenza.api import ChatRef
+from cadenza.frontends.telegram.settings import FRONTEND
 
 _COMMAND = re.compile(r"^/[A-Za-z0-9_]+(?:@(\w+))?(?:\s|$)")
 

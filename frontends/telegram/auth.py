@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # internal types; plugins use core.api at run time
-    from core.api import Clock
-    from frontends.telegram.settings import Allowlist
+if TYPE_CHECKING:  # internal types; plugins use cadenza.api at run time
+    from cadenza.api import Clock
+    from cadenza.frontends.telegram.settings import Allowlist
 
 
 REFUSAL_EVERY = 3600.0  # seconds between two refusals to the same user

@@ -21,11 +21,10 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramUnauthorizedError
 from aiogram.types import BotCommand, User
 from aiogram.utils.backoff import Backoff, BackoffConfig
+from cadenza.frontends.telegram.settings import TelegramSettings
 
-from frontends.telegram.settings import TelegramSettings
-
-if TYPE_CHECKING:  # internal types; plugins use core.api at run time
-    from core.api import Clock
+if TYPE_CHECKING:  # internal types; plugins use cadenza.api at run time
+    from cadenza.api import Clock
 
 AIOGRAM_LOGGERS = ("aiogram", "aiogram.dispatcher", "aiogram.event", "aiogram.middlewares",
                    "aiogram.webhook", "aiogram.scene")

@@ -16,10 +16,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiogram.utils.backoff import Backoff
-
-from core.api import Bot
-from frontends.telegram.auth import Access, Refusals
-from frontends.telegram.client import (
+from cadenza.api import Bot
+from cadenza.frontends.telegram.auth import Access, Refusals
+from cadenza.frontends.telegram.client import (
     AIOGRAM_LOGGERS,
     Redact,
     backoff_config,
@@ -27,17 +26,24 @@ from frontends.telegram.client import (
     connect,
     make_bot,
 )
-from frontends.telegram.egress import CLOUD_API, MAX_UPLOAD, Api, BadFormat, Retry, SendError
-from frontends.telegram.inbound import Inbound, dispatcher
-from frontends.telegram.ledger import Ledger
-from frontends.telegram.outbox import Outbox
-from frontends.telegram.pacing import Pacing
-from frontends.telegram.polling import Poller
-from frontends.telegram.settings import TelegramSettings
-from frontends.telegram.views import interrupted
+from cadenza.frontends.telegram.egress import (
+    CLOUD_API,
+    MAX_UPLOAD,
+    Api,
+    BadFormat,
+    Retry,
+    SendError,
+)
+from cadenza.frontends.telegram.inbound import Inbound, dispatcher
+from cadenza.frontends.telegram.ledger import Ledger
+from cadenza.frontends.telegram.outbox import Outbox
+from cadenza.frontends.telegram.pacing import Pacing
+from cadenza.frontends.telegram.polling import Poller
+from cadenza.frontends.telegram.settings import TelegramSettings
+from cadenza.frontends.telegram.views import interrupted
 
-if TYPE_CHECKING:  # internal types; plugins use core.api at run time
-    from core.api import Clock, Recovery, Store
+if TYPE_CHECKING:  # internal types; plugins use cadenza.api at run time
+    from cadenza.api import Clock, Recovery, Store
 
 COMMAND_ATTEMPTS = 5
 CLEAR_ATTEMPTS = 3

@@ -30,8 +30,7 @@ from aiogram.types import (
     InlineKeyboardMarkup,
     LinkPreviewOptions,
 )
-
-from frontends.telegram.views import Outgoing
+from cadenza.frontends.telegram.views import Outgoing
 
 HTML = "HTML"
 MAX_UPLOAD = 50 * 1024 * 1024  # what the cloud Bot API takes from a bot (a local server: 2 GB)

@@ -21,10 +21,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # internal types; plugins use core.api at run time
+if TYPE_CHECKING:  # internal types; plugins use cadenza.api at run time
     from aiogram.types import Message
-
-    from core.api import Clock
+    from cadenza.api import Clock
 
 KEPT = 5  # forwards kept per (chat, user)
 CHARS = 20_000  # their total size, in characters

@@ -23,13 +23,12 @@ from typing import Any
 from aiogram import BaseMiddleware, Dispatcher, F, Router
 from aiogram import Bot as Client
 from aiogram.types import CallbackQuery, Message, TelegramObject, Update, User
-
-from core import api
-from core.api import Bot, ChatMessage, ChatRef, Clock
-from frontends.telegram.addressing import addressed_text, chat_of
-from frontends.telegram.auth import Access, Refusals, refusal_text
-from frontends.telegram.forwards import Forwards, forwarded, origin_name
-from frontends.telegram.settings import FRONTEND
+from cadenza import api
+from cadenza.api import Bot, ChatMessage, ChatRef, Clock
+from cadenza.frontends.telegram.addressing import addressed_text, chat_of
+from cadenza.frontends.telegram.auth import Access, Refusals, refusal_text
+from cadenza.frontends.telegram.forwards import Forwards, forwarded, origin_name
+from cadenza.frontends.telegram.settings import FRONTEND
 
 Job = Callable[[], Awaitable[Any]]
 

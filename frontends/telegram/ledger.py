@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # internal types; plugins use core.api at run time
-    from core.api import Store
+if TYPE_CHECKING:  # internal types; plugins use cadenza.api at run time
+    from cadenza.api import Store
 
 
 MIGRATIONS = [

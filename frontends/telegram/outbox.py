@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aiogram.utils.backoff import Backoff, BackoffConfig
-
-from frontends.telegram.egress import (
+from cadenza.frontends.telegram.egress import (
     Api,
     BadFormat,
     ChatUnavailable,
@@ -29,12 +28,12 @@ from frontends.telegram.egress import (
     Rejected,
     Retry,
 )
-from frontends.telegram.ledger import Ledger, LiveMessage
-from frontends.telegram.pacing import Pacing
-from frontends.telegram.views import DocumentView, Outgoing, View
+from cadenza.frontends.telegram.ledger import Ledger, LiveMessage
+from cadenza.frontends.telegram.pacing import Pacing
+from cadenza.frontends.telegram.views import DocumentView, Outgoing, View
 
-if TYPE_CHECKING:  # internal types; plugins use core.api at run time
-    from core.api import Clock
+if TYPE_CHECKING:  # internal types; plugins use cadenza.api at run time
+    from cadenza.api import Clock
 
 NOT_SENT = 0  # a part to (re)send
 LOST = -1  # a part Telegram refused for good: not retried

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # internal types; plugins use core.api at run time
-    from core.api import Clock
+if TYPE_CHECKING:  # internal types; plugins use cadenza.api at run time
+    from cadenza.api import Clock
 
 
 GROUP_BURST = 3  # calls a quiet group may make at once before the per-minute pace applies

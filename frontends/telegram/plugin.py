@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from core import api
-from core.api import (
+from cadenza import api
+from cadenza.api import (
     Bot,
     ChatMessage,
     ChatRef,
+    Config,
     ConfigError,
     Lifecycle,
     Notice,
@@ -27,15 +28,14 @@ from core.api import (
     TimeoutWarning,
     hookimpl,
 )
-from frontends.telegram.auth import Access, Refusals, refusal_text
-from frontends.telegram.settings import FRONTEND, Allowlist, TelegramSettings
-from frontends.telegram.views import DocumentView, TextView, TurnView, View, WarningView
-from frontends.text import lifecycle_text, recovery_text, warning_text
+from cadenza.frontends.telegram.auth import Access, Refusals, refusal_text
+from cadenza.frontends.telegram.settings import FRONTEND, Allowlist, TelegramSettings
+from cadenza.frontends.telegram.views import DocumentView, TextView, TurnView, View, WarningView
+from cadenza.frontends.text import lifecycle_text, recovery_text, warning_text
 
 if TYPE_CHECKING:
-    from core.config import Config
-    from frontends.telegram.connection import Connection
-    from frontends.telegram.outbox import Outbox
+    from cadenza.frontends.telegram.connection import Connection
+    from cadenza.frontends.telegram.outbox import Outbox
 
 DOCTOR_TIMEOUT = 5.0
 
@@ -60,7 +60,7 @@ class TelegramFrontend:
 
     @hookimpl
     def on_start(self, bot: Bot) -> None:
-        from frontends.telegram.connection import Connection
+        from cadenza.frontends.telegram.connection import Connection
 
         if self.settings.allow_all_users:
             self.log.warning("telegram: allow_all_users = true: anyone who finds the bot can "
@@ -226,8 +226,7 @@ class TelegramFrontend:
     @hookimpl
     async def doctor_checks(self) -> list[tuple[bool, str]]:
         from aiogram.exceptions import TelegramUnauthorizedError
-
-        from frontends.telegram.client import make_bot
+        from cadenza.frontends.telegram.client import make_bot
 
         checks = self.settings.doctor_lines()
         base = self.settings.api_base

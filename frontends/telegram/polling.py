@@ -18,12 +18,11 @@ from aiogram.exceptions import TelegramConflictError, TelegramUnauthorizedError
 from aiogram.methods import GetUpdates
 from aiogram.types import Update
 from aiogram.utils.backoff import Backoff
+from cadenza.frontends.telegram.client import backoff_config
+from cadenza.frontends.telegram.settings import TelegramSettings
 
-from frontends.telegram.client import backoff_config
-from frontends.telegram.settings import TelegramSettings
-
-if TYPE_CHECKING:  # internal types; plugins use core.api at run time
-    from core.api import Clock
+if TYPE_CHECKING:  # internal types; plugins use cadenza.api at run time
+    from cadenza.api import Clock
 
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 

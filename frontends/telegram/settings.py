@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core import api
-from core.api import ChatRef, ConfigError, Settings, withhold_from_agents
+from cadenza import api
+from cadenza.api import ChatRef, ConfigError, Settings, withhold_from_agents
 
 FRONTEND = "telegram"
 _TOKEN = re.compile(r"\d+:\S+")  # what aiogram accepts

@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from core import api
-from core.api import ChatRef, Recovery, StreamEvent, TimeoutWarning, Turn, duration
-from frontends.telegram.markup import escape, to_html
-from frontends.telegram.split import (
+from cadenza import api
+from cadenza.api import ChatRef, Recovery, StreamEvent, TimeoutWarning, Turn, duration
+from cadenza.frontends.telegram.markup import escape, to_html
+from cadenza.frontends.telegram.split import (
     MAX_MESSAGE,
     clean,
     cut_point,
@@ -26,7 +26,7 @@ from frontends.telegram.split import (
     split,
     utf16_len,
 )
-from frontends.text import outcome_text, warning_text
+from cadenza.frontends.text import outcome_text, warning_text
 
 LABEL_MAX = 60  # a named session's label, on top of each of its messages
 STATUS_MAX = 400  # the activity lines under the live text

@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pluggy
-
-from core import hookspecs
-from core.clock import Clock
-from core.config import Config, ConfigError, Settings, did_you_mean
-from core.relay import HookRelay
-from core.secrets import redact
-from core.state import Store
+from cadenza import hookspecs
+from cadenza.clock import Clock
+from cadenza.config import Config, ConfigError, Settings, did_you_mean
+from cadenza.relay import HookRelay
+from cadenza.secrets import redact
+from cadenza.state import Store
 
 ENTRY_POINT_GROUP = "cadenza"
 # The plugin API this Cadenza provides. A plugin may declare the version it was written for

@@ -1,0 +1,83 @@
+"""What plugins see of the bot and of a running turn: small protocols, so the core's classes
+can change behind them. ``cadenza.api`` exports these, never the classes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from cadenza.events import ChatMessage, ChatRef, Turn
+
+
+class RunningTurn(Protocol):
+    """A turn whose agent is running."""
+
+    turn: Turn
+    last_output_at: float  # clock.monotonic() of the agent's last output; -inf before any
+    last_output: str  # the latest thing the agent said or did
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the turn started."""
+
+    def stop(self, kind: str = ..., reason: str = "",
+             data: Mapping[str, Any] | None = None) -> None:
+        """End the turn early as ``cancelled``, ``timed_out`` or ``interrupted``; the first
+        stop wins, ``reason`` becomes the terminal event's text."""
+
+    def post(self, kind: str, text: str = "", data: Mapping[str, Any] | None = None) -> None:
+        """Add an event of the plugin's own to the turn's stream, in order; dropped once the
+        turn has ended."""
+
+
+class Bot(Protocol):
+    """The bot as plugins drive it (``on_start(bot)``, command handlers)."""
+
+    default_agent: str
+
+    async def handle(self, message: ChatMessage) -> None:
+        """Everything a frontend receives goes through here (veto, commands, prompts)."""
+
+    async def submit(self, chat: ChatRef, prompt: str, session: str = "", *,
+                     user_id: str = "") -> Turn | None:
+        """Accept a prompt for a chat's conversation; None when the chat's queue is full."""
+
+    async def enqueue(self, turn: Turn, *, announce: bool = True) -> None:
+        """Accept a prepared turn (a recovered one keeps its id and attempt)."""
+
+    async def notify(self, chat: ChatRef, text: str, kind: str = "info", **data: Any) -> None:
+        """Say something to a chat outside a turn's stream (``on_notice``)."""
+
+    def running(self, turn_id: str) -> RunningTurn | None:
+        """A running turn by id."""
+
+    def running_in(self, chat: ChatRef, session: str = "") -> RunningTurn | None:
+        """The turn running in a chat's conversation (``""``: the foreground one)."""
+
+    def stop_turn(self, turn_id: str, kind: str = ..., reason: str = "") -> bool:
+        """Stop a running turn; False when it is not running."""
+
+    def continue_conversation(self, chat: ChatRef, session: str,
+                              agent_session_id: str | None, agent: str = "") -> None:
+        """What a conversation's next turn continues (None: a fresh conversation)."""
+
+    async def end_conversation(self, chat: ChatRef, session: str, reason: str) -> int:
+        """Stop a conversation's running and waiting turns; the number of waiting ones."""
+
+    def waiting(self, chat: ChatRef) -> int:
+        """Prompts waiting in a chat's conversations."""
+
+    def status_text(self, chat: ChatRef) -> str:
+        """What runs and waits in a chat, as ``/status`` says it."""
+
+    def command_list(self) -> list[tuple[str, str, str]]:
+        """(name, help, usage) of every chat command."""
+
+    def request_stop(self) -> None:
+        """Stop Cadenza, as at the end of the console's input."""
+
+    async def stop_strays(self, turn_ids: list[str]) -> int:
+        """Stop agent processes an earlier, crashed run left behind for these turns."""
+
+    async def idle(self) -> None:
+        """Wait until no turn runs or waits."""

@@ -1,0 +1,26 @@
+"""What `pip install` puts into site-packages: one import name, `cadenza`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_the_wheel_installs_one_top_level_name(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w",
+                    str(tmp_path), str(ROOT)], check=True, capture_output=True, timeout=300)
+    (wheel,) = tmp_path.glob("cadenza-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top == {"cadenza"}
+    for module in ("cadenza/api.py", "cadenza/loader.py", "cadenza/plugins/journal.py",
+                   "cadenza/frontends/console.py", "cadenza/frontends/telegram/plugin.py"):
+        assert module in names
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "journal = cadenza.plugins.journal:RecoveryJournal" in text
+    assert "cadenza = cadenza.cli:main" in text
