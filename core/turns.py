@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cadenza import events
-from cadenza.agents import Agent, failure_text
+from cadenza.agents import Agent, Parsed, failure_text
 from cadenza.agents import launch as agent_launch
 from cadenza.clock import Clock
 from cadenza.events import StreamEvent, Turn
@@ -177,10 +177,11 @@ class TurnRunner:
             reader.cancel()
             await process.terminate(self.kill_grace)
             raise
-        kind, text, data = parser.outcome(code)
-        if kind == events.FAILED and not data.get("reported"):
+        outcome = parser.outcome(code)
+        text = outcome.text
+        if outcome.kind == events.FAILED and not outcome.data.get("reported"):
             text = failure_text(text, process.stderr_text())
-        return kind, text, data
+        return outcome.kind, text, outcome.data
 
     async def _read(self, process: AgentProcess, parser: Any) -> None:
         feed, clock, output = parser.feed, self.clock, self.output
@@ -190,8 +191,9 @@ class TurnRunner:
                 parsed = feed(line)
             except Exception:  # a third-party parser's bug must not end the turn
                 log.exception("agent %s: parser failed on a line", self.agent.name)
-                parsed = [(events.NOTICE, "unreadable output line", {"unparsed": True})]
-            for kind, text, data in parsed:
+                parsed = [Parsed(events.NOTICE, "unreadable output line", {"unparsed": True})]
+            for item in parsed:
+                kind, text, data = item.kind, item.text, item.data
                 if kind == events.SESSION and data.get("session_id"):
                     self.agent_session_id = str(data["session_id"])
                 elif text and kind != events.THINKING:

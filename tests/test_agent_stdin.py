@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cadenza.agents import CliAgent, JsonLinesParser, exit_outcome, launch
+from cadenza.agents import CliAgent, JsonLinesParser, Parsed, exit_outcome, launch
 from cadenza.agents.command import CommandAgent
 from cadenza.api import hookimpl
 from conftest import agent_config
@@ -94,7 +94,7 @@ class ScriptAgent(CliAgent):
 
 class PlainParser(JsonLinesParser):
     def feed(self, line: str) -> list:
-        return [("text", line[:40] + "\n", {})]
+        return [Parsed("text", line[:40] + "\n")]
 
     def outcome(self, exit_code: int):
         return exit_outcome(exit_code)

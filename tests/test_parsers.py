@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cadenza.agents import Parsed
 from cadenza.agents.claude import ClaudeAgent, ClaudeParser
 from cadenza.agents.codex import CodexAgent, CodexParser
 from cadenza.agents.command import CommandParser
@@ -13,11 +14,17 @@ STREAMS = Path(__file__).parent / "fixtures" / "streams"
 
 
 def parse(name: str, exit_code: int = 0) -> tuple[list[tuple[str, str, dict]], tuple]:
+    """A recorded stream through its parser, as (kind, text, data) triples for brevity."""
     parser = ClaudeParser() if name.startswith("claude") else CodexParser()
     out = []
     for line in (STREAMS / f"{name}.jsonl").read_text().splitlines():
-        out.extend(parser.feed(line))
-    return out, parser.outcome(exit_code)
+        out.extend(triple(parsed) for parsed in parser.feed(line))
+    return out, triple(parser.outcome(exit_code))
+
+
+def triple(parsed: Parsed) -> tuple[str, str, dict]:
+    assert isinstance(parsed, Parsed)
+    return parsed.kind, parsed.text, dict(parsed.data)
 
 
 def kinds(events: list) -> list[str]:
@@ -56,7 +63,7 @@ def test_claude_resumed_turn_costs_its_own_run_not_the_session() -> None:
 def test_claude_cost_without_per_run_usage_falls_back_to_the_total() -> None:
     parser = ClaudeParser()
     parser.feed('{"type":"result","is_error":false,"total_cost_usd":0.5}')
-    assert parser.outcome(0)[2]["cost_usd"] == 0.5
+    assert parser.outcome(0).data["cost_usd"] == 0.5
 
 
 def test_claude_tool_use_and_result_are_compact() -> None:
@@ -96,8 +103,8 @@ def test_claude_api_retry_and_thinking() -> None:
                         '"error_status":529}')
     thinking = parser.feed('{"type":"assistant","message":{"content":'
                            '[{"type":"thinking","thinking":"hmm"}]}}')
-    assert retry[0][0] == "notice" and "2/10" in retry[0][1]
-    assert thinking == [("thinking", "hmm", {})]
+    assert retry[0].kind == "notice" and "2/10" in retry[0].text
+    assert thinking == [Parsed("thinking", "hmm")]
 
 
 def test_codex_tool_and_text() -> None:
@@ -123,7 +130,7 @@ def test_codex_other_items() -> None:
         '"command":"false","aggregated_output":"","exit_code":1}}',
         '{"type":"item.updated","item":{"id":"4","type":"todo_list"}}',
     ]
-    events = [e for line in lines for e in parser.feed(line)]
+    events = [triple(e) for line in lines for e in parser.feed(line)]
     assert kinds(events) == ["thinking", "tool_use", "tool_result"]
     assert events[1][1] == "edit: a.py" and events[2][2]["is_error"]
 
@@ -133,15 +140,15 @@ def test_codex_other_items() -> None:
                                   '{"type":"assistant","message":{"content":[null]}}',
                                   '{"type":"item.completed","item":null}', "\x00\xff"])
 def test_malformed_lines_never_raise(parser: ClaudeParser | CodexParser, line: str) -> None:
-    for kind, _, _ in parser.feed(line):
-        assert kind == "notice"
+    for parsed in parser.feed(line):
+        assert parsed.kind == "notice"
 
 
 def test_command_parser_keeps_lines_and_exit_code() -> None:
     parser = CommandParser()
-    assert parser.feed("a b") == [("text", "a b\n", {})]
-    assert parser.outcome(0)[0] == "completed"
-    assert parser.outcome(3)[:2] == ("failed", "the agent exited with code 3")
+    assert parser.feed("a b") == [Parsed("text", "a b\n")]
+    assert parser.outcome(0).kind == "completed"
+    assert triple(parser.outcome(3))[:2] == ("failed", "the agent exited with code 3")
 
 
 def test_command_lines() -> None:
@@ -166,10 +173,10 @@ def test_codex_reconnects_are_retry_notices_not_errors() -> None:
         f'{{"type":"turn.failed","error":{{"message":"{busy}"}}}}',
     ]
     parser = CodexParser()
-    events = [e for line in lines for e in parser.feed(line)]
+    events = [triple(e) for line in lines for e in parser.feed(line)]
     assert kinds(events) == ["session", "notice", "notice", "error"]
     assert events[1][1] == ("API error (We’re currently experiencing high demand, which may "
                             "cause temporary errors.); retrying (1/5)")
     assert events[2][2] == {"retry": True}
-    kind, message, _ = parser.outcome(1)
+    kind, message, _ = triple(parser.outcome(1))
     assert kind == "failed" and message.startswith("We’re currently experiencing high demand")

@@ -22,9 +22,18 @@ from cadenza.agents.summary import compact
 from cadenza.config import Config, Settings
 from cadenza.process import Launch
 
-# What a parser yields: (kind, text, data); the runner adds the turn and sequence number.
-Parsed = tuple[str, str, Mapping[str, Any]]
 NO_DATA: Mapping[str, Any] = {}
+UNPARSED: Mapping[str, Any] = {"unparsed": True}
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """What a parser makes of the agent's output; the runner adds the turn and the sequence
+    number to make it a StreamEvent. Fields are read by name, so more can be added later."""
+
+    kind: str
+    text: str = ""
+    data: Mapping[str, Any] = field(default_factory=lambda: NO_DATA)
 
 
 class Parser(Protocol):
@@ -107,11 +116,13 @@ class JsonLinesParser:
         except ValueError:
             message = None
         if not isinstance(message, dict):
-            return [(events.NOTICE, compact(line), {"unparsed": True})] if line.strip() else []
+            if not line.strip():
+                return []
+            return [Parsed(events.NOTICE, compact(line), UNPARSED)]
         try:
             return self.dispatch(message)
         except (AttributeError, TypeError, KeyError, ValueError):
-            return [(events.NOTICE, f"unreadable {message.get('type')} line", {"unparsed": True})]
+            return [Parsed(events.NOTICE, f"unreadable {message.get('type')} line", UNPARSED)]
 
     def dispatch(self, message: dict[str, Any]) -> list[Parsed]:
         """Events for one decoded line."""
@@ -129,10 +140,9 @@ def failure_text(message: str, stderr_tail: str) -> str:
 def exit_outcome(exit_code: int, error: str = "") -> Parsed:
     """The outcome of an agent that reported no result of its own: its exit code decides."""
     if exit_code == 0 and not error:
-        return events.COMPLETED, "", {"exit_code": 0}
-    return events.FAILED, error or f"the agent exited with code {exit_code}", {
-        "exit_code": exit_code
-    }
+        return Parsed(events.COMPLETED, "", {"exit_code": 0})
+    return Parsed(events.FAILED, error or f"the agent exited with code {exit_code}",
+                  {"exit_code": exit_code})
 
 
 AUTO_ORDER = ("claude", "codex")

@@ -48,20 +48,20 @@ class ClaudeParser(JsonLinesParser):
     def _system(self, message: dict[str, Any]) -> list[Parsed]:
         subtype = message.get("subtype")
         if subtype == "init":
-            return [(events.SESSION, "", {"session_id": message.get("session_id"),
+            return [Parsed(events.SESSION, "", {"session_id": message.get("session_id"),
                                           "model": message.get("model")})]
         if subtype == "api_retry":
             attempt, most = message.get("attempt"), message.get("max_retries")
             error = message.get("error") or message.get("error_status") or "API error"
             text = f"API error ({compact(str(error))}); retrying" + (
                 f" ({attempt}/{most})" if attempt and most else "")
-            return [(events.NOTICE, text, {"retry": True})]
+            return [Parsed(events.NOTICE, text, {"retry": True})]
         if subtype == "permission_denied":
             tool_id = message.get("tool_use_id")
             if tool_id:
                 self._denied.add(tool_id)
             name = message.get("tool_name") or "tool"
-            return [(events.TOOL_RESULT, compact(str(message.get("message", ""))),
+            return [Parsed(events.TOOL_RESULT, compact(str(message.get("message", ""))),
                      {"is_error": True, "denied": True, "name": name, "id": tool_id})]
         return []
 
@@ -70,14 +70,15 @@ class ClaudeParser(JsonLinesParser):
         for block in message["message"].get("content") or ():
             kind = block.get("type")
             if kind == "text" and block.get("text"):
-                out.append((events.TEXT, ("\n\n" if self._texts else "") + block["text"], NO_DATA))
+                separator = "\n\n" if self._texts else ""
+                out.append(Parsed(events.TEXT, separator + block["text"], NO_DATA))
                 self._texts += 1
             elif kind == "thinking" and block.get("thinking"):
-                out.append((events.THINKING, block["thinking"], NO_DATA))
+                out.append(Parsed(events.THINKING, block["thinking"], NO_DATA))
             elif kind == "tool_use":
                 name, params = block.get("name", "tool"), block.get("input") or {}
                 self._tools[block.get("id", "")] = name
-                out.append((events.TOOL_USE, tool_summary(name, params),
+                out.append(Parsed(events.TOOL_USE, tool_summary(name, params),
                             {"name": name, "input": params, "id": block.get("id")}))
         return out
 
@@ -90,7 +91,7 @@ class ClaudeParser(JsonLinesParser):
             tool_id = block.get("tool_use_id")
             if tool_id in self._denied:
                 continue  # already shown from the permission_denied line
-            out.append((events.TOOL_RESULT, compact(_result_text(block.get("content"))),
+            out.append(Parsed(events.TOOL_RESULT, compact(_result_text(block.get("content"))),
                         {"is_error": bool(block.get("is_error")), "id": tool_id,
                          "name": self._tools.get(tool_id or "", "tool")}))
         return out
@@ -104,7 +105,7 @@ class ClaudeParser(JsonLinesParser):
             "num_turns": message.get("num_turns"),
             "usage": message.get("usage"),
         }
-        return [(events.USAGE, "", usage)]
+        return [Parsed(events.USAGE, "", usage)]
 
     def outcome(self, exit_code: int) -> Parsed:
         result = self._result
@@ -120,8 +121,8 @@ class ClaudeParser(JsonLinesParser):
         }
         if result.get("is_error") or exit_code != 0:
             message = str(result.get("result") or f"the agent exited with code {exit_code}")
-            return events.FAILED, message, {**data, "reported": True}
-        return events.COMPLETED, "", data
+            return Parsed(events.FAILED, message, {**data, "reported": True})
+        return Parsed(events.COMPLETED, "", data)
 
 
 def turn_cost(result: Mapping[str, Any]) -> Any:

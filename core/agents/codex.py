@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import Any
 
 from cadenza import events
@@ -45,7 +46,7 @@ class CodexParser(JsonLinesParser):
     def dispatch(self, message: dict[str, Any]) -> list[Parsed]:
         kind = message.get("type")
         if kind == "thread.started":
-            return [(events.SESSION, "", {"session_id": message.get("thread_id")})]
+            return [Parsed(events.SESSION, "", {"session_id": message.get("thread_id")})]
         if kind == "item.started":
             return self._item_started(message["item"])
         if kind == "item.completed":
@@ -56,13 +57,13 @@ class CodexParser(JsonLinesParser):
             if retry:
                 attempt, most, why = retry.groups()
                 why = compact(why or "connection lost")
-                return [(events.NOTICE, f"API error ({why}); retrying ({attempt}/{most})",
+                return [Parsed(events.NOTICE, f"API error ({why}); retrying ({attempt}/{most})",
                          {"retry": True})]
             self._last_error = text
-            return [(events.ERROR, text, NO_DATA)]
+            return [Parsed(events.ERROR, text, NO_DATA)]
         if kind == "turn.completed":
             self._usage = message.get("usage")
-            return [(events.USAGE, "", {"usage": self._usage})]
+            return [Parsed(events.USAGE, "", {"usage": self._usage})]
         if kind == "turn.failed":
             error = message.get("error") or {}
             raw = error.get("message") if isinstance(error, dict) else error
@@ -73,7 +74,7 @@ class CodexParser(JsonLinesParser):
     def _item_started(self, item: dict[str, Any]) -> list[Parsed]:
         if item.get("type") == "command_execution":
             command = str(item.get("command", ""))
-            return [(events.TOOL_USE, tool_summary("shell", {"command": command}),
+            return [Parsed(events.TOOL_USE, tool_summary("shell", {"command": command}),
                      {"name": "shell", "input": {"command": command}, "id": item.get("id")})]
         return []
 
@@ -83,35 +84,35 @@ class CodexParser(JsonLinesParser):
             text = str(item.get("text", ""))
             prefix = "\n\n" if self._texts else ""
             self._texts += 1
-            return [(events.TEXT, prefix + text, NO_DATA)] if text else []
+            return [Parsed(events.TEXT, prefix + text, NO_DATA)] if text else []
         if kind == "reasoning":
-            return [(events.THINKING, str(item.get("text", "")), NO_DATA)]
+            return [Parsed(events.THINKING, str(item.get("text", "")), NO_DATA)]
         if kind == "command_execution":
             code = item.get("exit_code")
             output = str(item.get("aggregated_output", ""))
-            return [(events.TOOL_RESULT, compact(output) or f"exit code {code}",
+            return [Parsed(events.TOOL_RESULT, compact(output) or f"exit code {code}",
                      {"name": "shell", "id": item.get("id"), "exit_code": code,
                       "is_error": code not in (0, None)})]
         if kind == "file_change":
             paths = [str(change.get("path")) for change in item.get("changes") or ()]
-            return [(events.TOOL_USE, "edit: " + compact(", ".join(paths)),
+            return [Parsed(events.TOOL_USE, "edit: " + compact(", ".join(paths)),
                      {"name": "edit", "input": {"changes": item.get("changes")},
                       "id": item.get("id")})]
         if kind in ("mcp_tool_call", "web_search"):
             name = str(item.get("tool") or kind)
             params = item.get("arguments") if isinstance(item.get("arguments"), dict) else item
-            return [(events.TOOL_USE, tool_summary(name, params),
+            return [Parsed(events.TOOL_USE, tool_summary(name, params),
                      {"name": name, "id": item.get("id")})]
         if kind == "error":
-            return [(events.ERROR, str(item.get("message", "")), NO_DATA)]
+            return [Parsed(events.ERROR, str(item.get("message", "")), NO_DATA)]
         return []
 
     def outcome(self, exit_code: int) -> Parsed:
         if self._failure is not None:
-            return events.FAILED, self._failure, {"exit_code": exit_code, "usage": self._usage,
-                                                  "reported": True}
-        kind, text, data = exit_outcome(exit_code, self._last_error if exit_code else "")
-        return kind, text, {**data, "usage": self._usage}
+            return Parsed(events.FAILED, self._failure,
+                          {"exit_code": exit_code, "usage": self._usage, "reported": True})
+        outcome = exit_outcome(exit_code, self._last_error if exit_code else "")
+        return replace(outcome, data={**outcome.data, "usage": self._usage})
 
 
 _RECONNECTING = re.compile(r"Reconnecting\.\.\.\s*(\d+)/(\d+)\s*(?:\((.*)\))?\s*$", re.S)

@@ -65,7 +65,7 @@ class CommandAgent:
 
 class CommandParser:
     def feed(self, line: str) -> list[Parsed]:
-        return [(events.TEXT, line + "\n", NO_DATA)]
+        return [Parsed(events.TEXT, line + "\n", NO_DATA)]
 
     def outcome(self, exit_code: int) -> Parsed:
         return exit_outcome(exit_code)
