@@ -37,7 +37,7 @@ from cadenza.events import (
 from cadenza.formatting import duration, first_line, footer
 from cadenza.hookspecs import hookimpl
 from cadenza.loader import PluginContext
-from cadenza.process import withhold_from_agents
+from cadenza.process import Launch, withhold_from_agents
 from cadenza.protocols import Bot, RunningTurn
 from cadenza.secrets import redact, register_secret
 from cadenza.state import Store
@@ -70,6 +70,7 @@ __all__ = [
     "Clock",
     "Config",
     "ConfigError",
+    "Launch",
     "Lifecycle",
     "Notice",
     "Parsed",

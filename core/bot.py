@@ -232,7 +232,8 @@ class Bot:
         return lane
 
     async def submit(
-        self, chat: ChatRef, prompt: str, session: str = FOREGROUND, *, user_id: str = ""
+        self, chat: ChatRef, prompt: str, session: str = FOREGROUND, *, user_id: str = "",
+        options: Mapping[str, Any] | None = None,
     ) -> Turn | None:
         """Accept a prompt of ``user_id`` for a chat's session: it runs now or after the turns
         ahead of it. None when the chat already has ``max_queued`` prompts waiting (it is told)."""
@@ -244,7 +245,7 @@ class Bot:
             return None
         turn = Turn(id=uuid.uuid4().hex[:12], chat=chat, prompt=storable(prompt),
                     agent=self._lane(chat, session).agent, session=session,
-                    created_at=self.clock.time(), user_id=user_id)
+                    created_at=self.clock.time(), user_id=user_id, options=dict(options or {}))
         await self.enqueue(turn)
         return turn
 

@@ -77,6 +77,9 @@ class Turn:
     resume_id: str | None = None  # the agent-side session id to continue, if any
     created_at: float = 0.0  # wall-clock seconds since the epoch
     user_id: str = ""  # who sent the prompt: re-checked before a queued or resumed turn runs
+    # per-turn agent arguments, e.g. {"allowed_tools": ["Bash(git status)"], "sandbox":
+    # "workspace-write"}: what each agent makes of them is its ``launch``'s business
+    options: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,6 +57,9 @@ class Launch:
     argv: list[str]
     stdin: str | None = None  # the prompt, written to stdin, which is then closed; else /dev/null
     contain: bool = True  # False: what the agent starts may outlive the turn
+    # True: stdin stays open after ``stdin`` as the agent's control channel (Claude's answers
+    # to permission prompts); the runner's ``send`` writes to it, and it closes with the turn
+    control: bool = False
 
 
 def stdin_problem(launch: Launch) -> str | None:
@@ -104,7 +107,7 @@ class AgentProcess:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *(jail.prefix if jail else []), *_privileges(user), program, *launch.argv[1:],
-                stdin=PIPE if launch.stdin is not None else DEVNULL,
+                stdin=PIPE if launch.stdin is not None or launch.control else DEVNULL,
                 stdout=PIPE,
                 stderr=PIPE,
                 cwd=cwd,
@@ -116,24 +119,49 @@ class AgentProcess:
                 await jail.close()
             raise
         process = cls(proc, marker, jail)
-        if launch.stdin is not None:
-            process._stdin_task = asyncio.ensure_future(process._feed(launch.stdin))
+        if launch.stdin is not None or launch.control:
+            process._stdin_task = asyncio.ensure_future(
+                process._feed(launch.stdin or "", close=not launch.control))
         return process
 
-    async def _feed(self, prompt: str) -> None:
-        """Write the prompt and close stdin; an agent that exits without reading it is no
-        error of ours (its exit code and stderr tell)."""
+    async def _feed(self, prompt: str, *, close: bool) -> None:
+        """Write the prompt, then close stdin unless it is the control channel; an agent that
+        exits without reading it is no error of ours (its exit code and stderr tell)."""
         stdin = self.proc.stdin
         assert stdin is not None
         try:
             stdin.write(prompt.encode("utf-8", "replace"))
             await stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
-            pass
+            close = True
         finally:
-            stdin.close()
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                await stdin.wait_closed()
+            if close:
+                await self._close_stdin()
+
+    async def send(self, text: str) -> bool:
+        """Write ``text`` to the control channel, after the prompt; False when the agent has
+        none or it is closed (the agent exited or stopped reading)."""
+        stdin = self.proc.stdin
+        if stdin is None or stdin.is_closing() or self._stdin_task is None:
+            return False
+        await asyncio.shield(self._stdin_task)  # the prompt first
+        if stdin.is_closing():
+            return False
+        try:
+            stdin.write(text.encode("utf-8", "replace"))
+            await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            await self._close_stdin()
+            return False
+        return True
+
+    async def _close_stdin(self) -> None:
+        stdin = self.proc.stdin
+        if stdin is None or stdin.is_closing():
+            return
+        stdin.close()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            await stdin.wait_closed()
 
     async def lines(self) -> AsyncIterator[str]:
         """stdout, line by line, decoded leniently; ends at EOF."""
@@ -171,6 +199,7 @@ class AgentProcess:
         self._signal(signal.SIGKILL)
         if self.jail is not None:
             await self.jail.close()
+        await self._close_stdin()
         if self._stdin_task is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stdin_task, timeout=1.0)

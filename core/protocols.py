@@ -29,6 +29,10 @@ class RunningTurn(Protocol):
         """Add an event of the plugin's own to the turn's stream, in order; dropped once the
         turn has ended."""
 
+    async def send(self, text: str) -> bool:
+        """Write to the agent's control channel (agents launched with ``control=True``);
+        False when there is none or it is closed."""
+
 
 class Bot(Protocol):
     """The bot as plugins drive it (``on_start(bot)``, command handlers)."""
@@ -39,8 +43,10 @@ class Bot(Protocol):
         """Everything a frontend receives goes through here (veto, commands, prompts)."""
 
     async def submit(self, chat: ChatRef, prompt: str, session: str = "", *,
-                     user_id: str = "") -> Turn | None:
-        """Accept a prompt for a chat's conversation; None when the chat's queue is full."""
+                     user_id: str = "",
+                     options: Mapping[str, Any] | None = None) -> Turn | None:
+        """Accept a prompt for a chat's conversation; None when the chat's queue is full.
+        ``options`` are per-turn agent arguments (``Turn.options``)."""
 
     async def enqueue(self, turn: Turn, *, announce: bool = True) -> None:
         """Accept a prepared turn (a recovered one keeps its id and attempt)."""

@@ -95,6 +95,14 @@ class TurnRunner:
             if self.result is None:
                 await self.relay.call("on_stream_event", event=self.event(kind, text, data))
 
+    async def send(self, text: str) -> bool:
+        """Write ``text`` to the agent's control channel (an agent launched with
+        ``control=True``, e.g. answers to permission prompts); False when it has none, or the
+        agent is not running or no longer reads it."""
+        if self._process is None or self.result is not None:
+            return False
+        return await self._process.send(text)
+
     def stop(
         self, kind: str = events.CANCELLED, reason: str = "", data: Mapping[str, Any] | None = None
     ) -> None:
@@ -137,7 +145,8 @@ class TurnRunner:
     async def _run_agent(self) -> tuple[str, str, Mapping[str, Any]]:
         if self._stop_kind is not None:
             return self._stop_kind, self._stop_reason, {}
-        launch = agent_launch(self.agent, self.turn.prompt, self.turn.resume_id)
+        launch = agent_launch(self.agent, self.turn.prompt, self.turn.resume_id,
+                              self.turn.options)
         problem = _argv_problem(launch.argv) or stdin_problem(launch)
         if problem:
             return events.FAILED, problem, {"exit_code": None}

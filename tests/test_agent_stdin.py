@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 from cadenza.agents import CliAgent, JsonLinesParser, Parsed, exit_outcome, launch
-from cadenza.agents.command import CommandAgent
-from cadenza.api import hookimpl
+from cadenza.agents.claude import ClaudeAgent
+from cadenza.agents.codex import CodexAgent
+from cadenza.agents.command import CommandAgent, CommandParser
+from cadenza.api import Launch, hookimpl
 from conftest import agent_config
 
 pytestmark = pytest.mark.usefixtures("agent_path")
@@ -149,3 +151,57 @@ def test_an_agent_that_does_not_say_gets_the_prompt_in_argv() -> None:
 
     started = launch(OldStyle(), "hi", None)  # type: ignore[arg-type]
     assert (started.argv, started.stdin, started.contain) == (["old", "hi"], None, True)
+
+
+def test_per_turn_options_become_each_agents_arguments() -> None:
+    claude = ClaudeAgent("claude", "claude", ["--model", "x"])
+    start = launch(claude, "hi", "S1", {"allowed_tools": ["Bash(git status)", "Read"],
+                                        "permission_mode": "acceptEdits", "sandbox": "x"})
+    assert start.argv == ["claude", "-p", "--output-format", "stream-json", "--verbose",
+                          "--resume", "S1", "--model", "x", "--allowedTools",
+                          "Bash(git status)", "Read", "--permission-mode", "acceptEdits"]
+    assert start.stdin == "hi" and not start.control
+    codex = CodexAgent("codex", "codex")
+    assert launch(codex, "go", "T1", {"sandbox": "workspace-write"}).argv == [
+        "codex", "exec", "--json", "--skip-git-repo-check", "-s", "workspace-write",
+        "resume", "T1", "-"]
+    assert launch(codex, "go", None).argv[-2:] == ["--skip-git-repo-check", "-"]
+
+
+class TwoWay:
+    """An agent that talks both ways: it reads the prompt, then control lines."""
+
+    name = "twoway"
+    binary = "sh"
+
+    def launch(self, prompt, resume_id, options):
+        script = 'read p; echo "prompt: $p"; read c; echo "control: $c"; read d; echo "$d"'
+        return Launch(["sh", "-c", script], stdin=prompt + "\n", control=True)
+
+    def env(self):
+        return {}
+
+    def parser(self):
+        return CommandParser()
+
+    def supports_resume(self):
+        return False
+
+
+async def test_an_agent_with_a_control_channel_reads_what_the_turn_sends(start_app) -> None:
+    class Registers:
+        @hookimpl
+        def register_agents(self, register):
+            register(TwoWay())
+
+    h = await start_app('[plugins]\nconsole = false\n[agent]\ndefault = "twoway"\n',
+                        registers=Registers())
+    await h.say("hello")
+    await h.recorder.wait_for(lambda: any("prompt: hello" in e.text for e in h.recorder.events))
+    (turn_id,) = {e.turn.id for e in h.recorder.events}
+    running = h.bot.running(turn_id)
+    assert await running.send("allow\n")
+    assert await running.send("bye\n")
+    (end,) = await h.recorder.finished()
+    assert h.recorder.text_of(turn_id) == "prompt: hello\ncontrol: allow\nbye\n"
+    assert end.kind == "completed" and not await running.send("late\n")

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, cast
 
 from cadenza import events
 from cadenza.agents.summary import compact
@@ -70,9 +70,19 @@ class Agent(Protocol):
         """Whether ``argv`` continues an agent-side session when given ``resume_id``."""
 
 
-def launch(agent: Agent, prompt: str, resume_id: str | None) -> Launch:
-    """How ``agent`` starts for one turn; an agent that predates ``stdin_prompt`` and
-    ``contain`` gets the prompt in its argv, and is contained."""
+def launch(
+    agent: Agent, prompt: str, resume_id: str | None, options: Mapping[str, Any] = NO_DATA
+) -> Launch:
+    """How ``agent`` starts for one turn.
+
+    An agent with a ``launch(prompt, resume_id, options)`` method decides everything itself:
+    the per-turn ``options`` (``Turn.options``) it understands, and whether it talks both
+    ways (``Launch(..., control=True)``). Otherwise: its ``argv``, the prompt on stdin when it
+    says ``stdin_prompt``, contained unless it says ``contain = False``; options are ignored.
+    """
+    own = getattr(agent, "launch", None)
+    if callable(own):
+        return cast(Launch, own(prompt, resume_id, options))
     stdin = prompt if getattr(agent, "stdin_prompt", False) else None
     return Launch(agent.argv(prompt, resume_id), stdin, bool(getattr(agent, "contain", True)))
 
@@ -104,6 +114,24 @@ class CliAgent:
 
     def supports_resume(self) -> bool:
         return True
+
+    def argv(
+        self, prompt: str, resume_id: str | None, extra: Sequence[str] = ()
+    ) -> list[str]:
+        """The command line; ``extra`` are the per-turn arguments from ``option_args``."""
+        raise NotImplementedError
+
+    def option_args(self, options: Mapping[str, Any]) -> list[str]:
+        """Command-line arguments for the per-turn options this agent understands."""
+        return []
+
+    def launch(
+        self, prompt: str, resume_id: str | None, options: Mapping[str, Any] = NO_DATA
+    ) -> Launch:
+        extra = self.option_args(options)
+        # a subclass written before per-turn options overrides argv(prompt, resume_id)
+        argv = self.argv(prompt, resume_id, extra) if extra else self.argv(prompt, resume_id)
+        return Launch(argv, prompt if self.stdin_prompt else None, self.contain)
 
 
 class JsonLinesParser:

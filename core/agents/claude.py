@@ -14,7 +14,7 @@ session's as ``session_cost_usd``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cadenza import events
@@ -25,10 +25,22 @@ from cadenza.agents.summary import compact, tool_summary
 class ClaudeAgent(CliAgent):
     stdin_prompt = True  # `claude -p` with no prompt argument reads it from stdin
 
-    def argv(self, prompt: str, resume_id: str | None) -> list[str]:
+    def argv(
+        self, prompt: str, resume_id: str | None, extra: Sequence[str] = ()
+    ) -> list[str]:
         resume = ["--resume", resume_id] if resume_id else []
         return [self.binary, "-p", "--output-format", "stream-json", "--verbose",
-                *resume, *self.args]
+                *resume, *self.args, *extra]
+
+    def option_args(self, options: Mapping[str, Any]) -> list[str]:
+        """``allowed_tools`` (Claude's rule syntax, e.g. "Bash(git status)") and
+        ``permission_mode`` (default, acceptEdits, plan, ...)."""
+        args = []
+        if tools := options.get("allowed_tools"):
+            args += ["--allowedTools", *map(str, tools)]
+        if mode := options.get("permission_mode"):
+            args += ["--permission-mode", str(mode)]
+        return args
 
     def parser(self) -> ClaudeParser:
         return ClaudeParser()

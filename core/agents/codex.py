@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -27,10 +28,16 @@ from cadenza.agents.summary import compact, tool_summary
 class CodexAgent(CliAgent):
     stdin_prompt = True
 
-    def argv(self, prompt: str, resume_id: str | None) -> list[str]:
+    def argv(
+        self, prompt: str, resume_id: str | None, extra: Sequence[str] = ()
+    ) -> list[str]:
         resume = ["resume", resume_id] if resume_id else []
         return [self.binary, *self.args, "exec", "--json", "--skip-git-repo-check",
-                *resume, "-"]
+                *extra, *resume, "-"]
+
+    def option_args(self, options: Mapping[str, Any]) -> list[str]:
+        """``sandbox``: read-only, workspace-write or danger-full-access (``exec -s``)."""
+        return ["-s", str(options["sandbox"])] if options.get("sandbox") else []
 
     def parser(self) -> CodexParser:
         return CodexParser()
