@@ -7,16 +7,20 @@ so a missing file or key means "the documented default".
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
 import tomllib
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+D = TypeVar("D")
 
 DEFAULT_CONFIG = "plugins.toml"
 _MISSING: Any = object()
@@ -159,11 +163,65 @@ class Settings:
             raise self.error(key, "must be a table of strings")
         return dict(value)
 
+    def load(self, model: type[D]) -> D:
+        """This table as an instance of the dataclass ``model``: each field a key, its type
+        checked (str, int, float, bool, list[...] of those, dict[str, ...], ``X | None``),
+        ``field(metadata={"minimum": N})`` honoured, unknown keys and missing required ones
+        refused — every error located at plugins.toml's line for the key."""
+        if not dataclasses.is_dataclass(model):
+            raise TypeError(f"{model.__name__} is not a dataclass")
+        hints = typing.get_type_hints(model)
+        fields = {f.name: f for f in dataclasses.fields(model) if f.init}
+        self.reject_unknown(list(fields))
+        values: dict[str, Any] = {}
+        for name, spec in fields.items():
+            if name not in self.values:
+                if (spec.default is dataclasses.MISSING
+                        and spec.default_factory is dataclasses.MISSING):
+                    raise self.error(None, f"{name} is required")
+                continue
+            value = _typed(self, name, self.values[name], hints[name])
+            minimum = spec.metadata.get("minimum")
+            if minimum is not None and value is not None and value < minimum:
+                raise self.error(name, f"must be at least {minimum:g}, not {value!r}")
+            values[name] = value
+        return model(**values)
+
     def reject_unknown(self, known: Sequence[str]) -> None:
         """Refuse keys this table does not have, with a suggestion."""
         for key, value in self.values.items():
             if key not in known and not isinstance(value, Mapping):
                 raise self.error(key, "unknown setting" + did_you_mean(key, known))
+
+
+def _typed(settings: Settings, key: str, value: Any, annotation: Any) -> Any:
+    """``value`` checked against a field's type annotation (ints become floats for float)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        kinds = [arg for arg in args if arg is not type(None)]
+        if len(kinds) == 1:
+            return _typed(settings, key, value, kinds[0])
+    if origin is list:
+        if not isinstance(value, list):
+            raise settings.error(key, f"must be a list, not {value!r}")
+        item = args[0] if args else Any
+        return [_typed(settings, key, element, item) for element in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise settings.error(key, f"must be a table, not {value!r}")
+        item = args[1] if len(args) == 2 else Any
+        return {str(k): _typed(settings, key, v, item) for k, v in value.items()}
+    if annotation is Any:
+        return value
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(annotation, type):
+        raise TypeError(f"setting {key}: unsupported type {annotation!r}")
+    if not isinstance(value, annotation) or (isinstance(value, bool) and annotation is not bool):
+        raise settings.error(key, f"must be {_describe(annotation)}, not {value!r}")
+    return value
 
 
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:

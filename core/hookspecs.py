@@ -63,7 +63,8 @@ def register_commands(register: Callable[..., None]) -> None:
 def on_start(bot: Bot) -> None:
     """The bot is ready to take messages: frontends connect and start their own tasks here.
 
-    ``bot`` is the control surface (``submit``, ``cancel``, ``resume``, ``notify``, ...).
+    ``bot`` is the ``Bot`` protocol of ``cadenza.api`` (``handle``, ``submit``, ``notify``,
+    ``running``, ...).
     Return promptly; long-running work belongs in tasks the plugin owns.
     """
 

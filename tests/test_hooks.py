@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from cadenza import hookspecs
+from cadenza import docs, hookspecs
 from cadenza.agents.command import CommandAgent
 from cadenza.api import ChatMessage, hookimpl
 from cadenza.app import App
@@ -19,13 +19,16 @@ from conftest import CHAT, ROOT, Recorder, agent_config
 pytestmark = pytest.mark.usefixtures("agent_path")
 
 
-def test_every_hook_has_a_test_and_a_doc_heading() -> None:
+def test_every_hook_has_a_test_a_docstring_and_its_generated_reference() -> None:
     tests = "".join(path.read_text() for path in Path(__file__).parent.glob("test_*.py"))
-    readme = (ROOT / "README.md").read_text()
     for name in hookspecs.HOOK_NAMES:
         assert re.search(rf"def test_hook_{name}\b", tests), f"no test_hook_{name}"
-        assert f"#### `{name}(" in readme, f"README has no heading for {name}"
         assert getattr(hookspecs, name).__doc__, f"{name} has no docstring"
+    guide = (ROOT / "docs" / "plugins.md").read_text()
+    assert guide == docs.with_reference(guide), (
+        "docs/plugins.md's hook reference is stale: run python -m cadenza.docs docs/plugins.md")
+    for name in hookspecs.HOOK_NAMES:
+        assert f"#### `{name}(" in guide
 
 
 async def test_hook_register_agents(start_app) -> None:
