@@ -1,8 +1,8 @@
-"""Shared fixtures: the fake agent on PATH, configs in tmp dirs, an in-process app, the CLI."""
+"""Shared fixtures: the scripted agent on PATH, configs in tmp dirs, an in-process app (the
+``cadenza.testing`` kit's), the CLI."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import select
 import subprocess
@@ -13,30 +13,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cadenza.api import ChatMessage, ChatRef, Notice, StreamEvent, hookimpl
-from cadenza.app import App
-from cadenza.bot import Bot
-from cadenza.config import Config
+from cadenza.testing import CHAT as CHAT  # the tests import it from here
+from cadenza.testing import Harness, RecordingFrontend
+from cadenza.testing.agents import write_launchers
+from cadenza.testing.harness import AppFactory
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
-FAKE_AGENT = TESTS / "fake_agent.py"
-CHAT = ChatRef("test", "chat-1")
 
 
 @pytest.fixture
 def agent_bin(tmp_path: Path) -> Path:
-    """A directory holding ``claude`` and ``codex`` that are the fake agent."""
-    directory = tmp_path / "bin"
-    directory.mkdir()
-    for name in ("claude", "codex"):
-        (directory / name).symlink_to(FAKE_AGENT)
-    return directory
+    """A directory holding ``claude`` and ``codex`` that are the kit's scripted agent."""
+    return write_launchers(tmp_path / "bin")
 
 
 @pytest.fixture
 def agent_path(agent_bin: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The fake agents first on PATH for this test."""
+    """The scripted agents first on PATH for this test."""
     monkeypatch.setenv("PATH", f"{agent_bin}{os.pathsep}{os.environ['PATH']}")
     return agent_bin
 
@@ -60,74 +54,20 @@ def gone(pid: int, within: float = 3.0) -> bool:
     return True
 
 
-class Recorder:
-    """A plugin that keeps everything it is told and lets a test wait for a condition."""
+class Recorder(RecordingFrontend):
+    """The kit's recording frontend, plus ``other``: what is not an event or a notice."""
 
-    def __init__(self) -> None:
-        self.events: list[StreamEvent] = []
-        self.notices: list[Notice] = []
-        self.other: list[tuple[str, Any]] = []
-        self.refused: set[str] = set()
-        self._changed = asyncio.Condition()
-
-    async def _note(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
-    @hookimpl
-    async def on_stream_event(self, event: StreamEvent) -> None:
-        self.events.append(event)
-        await self._note()
-
-    @hookimpl
-    async def on_notice(self, notice: Notice) -> None:
-        self.notices.append(notice)
-        await self._note()
-
-    @hookimpl
-    async def on_timeout_warning(self, warning: Any) -> None:
-        self.other.append(("warning", warning))
-        await self._note()
-
-    @hookimpl
-    async def on_startup_lifecycle(self, lifecycle: Any) -> None:
-        self.other.append(("lifecycle", lifecycle))
-        await self._note()
-
-    @hookimpl
-    async def on_recover(self, recovery: Any) -> None:
-        self.other.append(("recover", recovery))
-        await self._note()
-
-    @hookimpl
-    def authorize(self, chat: ChatRef, user_id: str) -> bool | None:
-        """The test frontend's allowlist: everyone but the users in ``refused``."""
-        if chat.frontend != CHAT.frontend:
-            return None
-        return user_id not in self.refused
-
-    async def wait_for(self, condition: Callable[[], Any], timeout: float = 20.0) -> Any:
-        async with asyncio.timeout(timeout), self._changed:
-            await self._changed.wait_for(condition)
-        return condition()
-
-    def terminals(self) -> list[StreamEvent]:
-        return [event for event in self.events if event.terminal]
-
-    async def finished(self, count: int = 1, timeout: float = 20.0) -> list[StreamEvent]:
-        await self.wait_for(lambda: len(self.terminals()) >= count, timeout)
-        return self.terminals()
-
-    def text_of(self, turn_id: str) -> str:
-        return "".join(e.text for e in self.events if e.turn.id == turn_id and e.kind == "text")
+    @property
+    def other(self) -> list[tuple[str, Any]]:
+        return [(kind, item) for kind, item in self.log if kind not in ("event", "notice")]
 
 
-class Harness:
-    def __init__(self, app: App, bot: Bot, recorder: Recorder) -> None:
-        self.app, self.bot, self.recorder = app, bot, recorder
+class TestHarness(Harness):
+    __test__ = False
 
-    async def say(self, text: str, chat: ChatRef = CHAT, user: str = "u1") -> None:
-        await self.bot.handle(ChatMessage(chat, user, text))
+    @property
+    def recorder(self) -> Recorder:
+        return self.frontend  # type: ignore[return-value]
 
 
 StartApp = Callable[..., Any]
@@ -135,24 +75,11 @@ StartApp = Callable[..., Any]
 
 @pytest.fixture
 async def start_app(tmp_path: Path) -> AsyncIterator[StartApp]:
-    """``await start_app(toml_text, extra_plugin=..., ...)`` → a running Harness."""
-    apps: list[App] = []
-
-    async def start(toml: str = "", **plugins: Any) -> Harness:
-        path = tmp_path / "plugins.toml"
-        path.write_text(toml)
-        app = App(Config.load(path), tmp_path / "state")
-        recorder = Recorder()
-        app.add_plugin("recorder", recorder)
-        for name, plugin in plugins.items():
-            app.add_plugin(name, plugin)
-        apps.append(app)
-        bot = await app.start()
-        return Harness(app, bot, recorder)
-
-    yield start
-    for app in apps:
-        await app.stop()
+    """``await start_app(toml_text, extra_plugin=..., ...)`` → a running harness: the kit's
+    ``cadenza_app`` with ``h.recorder`` for its frontend."""
+    factory = AppFactory(tmp_path, frontend=Recorder, harness=TestHarness)
+    yield factory
+    await factory.close()
 
 
 def agent_config(agent: str = "claude", extra: str = "") -> str:

@@ -27,8 +27,8 @@ from cadenza.frontends.telegram.pacing import Bucket
 from cadenza.frontends.telegram.settings import TelegramSettings
 from cadenza.frontends.telegram.split import clean, cut_point, split, utf16_len
 from cadenza.frontends.telegram.views import TEXT_BUDGET, TurnView
+from cadenza.testing.fake_agent import big_text
 from conftest import agent_config
-from fake_agent import big_text
 
 from tests.fakes.telegram_api import (
     DEFAULT_TOKEN,

@@ -11,7 +11,7 @@ import pytest
 import test_telegram
 from cadenza.frontends.telegram.egress import Api, Rejected
 from cadenza.frontends.telegram.views import Outgoing
-from fake_agent import big_text
+from cadenza.testing.fake_agent import big_text
 from test_telegram import DONE, USER, containing
 
 from tests.fakes.telegram_api import Fault

@@ -1,26 +1,38 @@
 #!/usr/bin/env python3
-"""A scripted stand-in for the agent CLIs, run as a real subprocess by the tests.
+"""The scripted agent: a stand-in for the Claude Code and Codex CLIs, run as a real process.
 
-Called as ``claude`` (stream-json, like ``claude -p``) or ``codex`` (JSONL, like ``codex exec
---json``) through symlinks of those names, or as ``fake_agent.py MODE ...``. The prompt is a
-script, one step per line or ``;``-separated (unknown steps after the first are skipped):
+It prints what the real CLI prints — Claude's ``stream-json`` (``claude -p --output-format
+stream-json --verbose``) or Codex's JSONL (``codex exec --json``) — so it goes through the real
+adapter and parser, but it does what the prompt says instead of asking a model. The prompt is
+a script: steps separated by ``;`` or newlines.
 
-    say TEXT          a text block / agent message
-    tick N SECS TEXT  N texts "TEXT i", SECS apart
-    sleep SECS        silence
+    say TEXT          a text block (Claude) / an agent message (Codex)
+    tick N SECS TEXT  N texts "TEXT 1" … "TEXT N", SECS seconds apart
+    sleep SECS        silence for SECS seconds (real time: the process really waits)
     big N             one text of exactly N characters (lines of digits)
-    tool CMD          a tool call running CMD in a shell, then its result
-    garbage           a line that is not JSON, then one that is JSON of an unknown kind
+    tool CMD          a tool call that runs CMD in a shell, then its result (Bash / a
+                      command_execution item)
+    garbage           a line that is not JSON, then a JSON line of a kind no parser knows
     stderr TEXT       a line on stderr
-    exit CODE         stop now with this exit code (after a result line if CODE is 0)
-    fail MESSAGE      an API error, reported the way the real CLI does
-    grandchild        start a grandchild that ignores SIGTERM and sleeps; says its pid
-    ignore_term       this process ignores SIGTERM from now on
+    exit CODE         stop now with this exit code (after the result line if CODE is 0)
+    fail MESSAGE      an API error, reported as the real CLI reports one; exit code 1
+    grandchild        start a grandchild that ignores SIGTERM and sleeps; says "grandchild PID"
+    ignore_term       ignore SIGTERM from now on (so only SIGKILL ends it)
 
-Anything else is answered with "echo: PROMPT". ``--resume ID`` / ``resume ID`` continues
-session ID. Like the real CLIs, ``claude -p`` without a prompt argument and ``codex exec ... -``
-read the prompt from stdin, to its end. Every call is appended to $FAKE_AGENT_LOG (argv, pid
-and prompt as JSON) when that is set.
+A prompt whose first word is not a step is answered with "echo: PROMPT", and a step that is
+not known is skipped. After the last step comes the CLI's closing line (Claude's ``result``
+with a cost of $0.0123, Codex's ``turn.completed``). ``--resume ID`` (Claude) and ``resume
+ID`` (Codex) continue session ID; otherwise a new session id is made up. ``--version``
+prints a version.
+
+How it is started: as ``claude`` or ``codex`` (a link or launcher of that name), or as
+``fake_agent.py claude|codex|plain ARGS...``; ``plain`` prints the texts as plain lines, for
+the command agent. Like the real CLIs it reads the prompt from stdin when the command line
+has none (``claude -p`` without a prompt, ``codex exec ... -``). With ``CADENZA_REPLAY=FILE``
+in its environment it ignores the prompt and prints FILE, a recorded real stream, line by
+line, ending with the exit code the real CLI had (1 after an error result, else 0). Every run
+is appended to ``$FAKE_AGENT_LOG`` when set: mode, argv, pid, prompt and whether it came on
+stdin, one JSON object per line.
 """
 
 from __future__ import annotations
@@ -202,6 +214,24 @@ def run_script(agent: Claude | Codex | Plain, prompt: str) -> None:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+def replay(path: str) -> None:
+    """Print a recorded stream as it is; exit as the CLI that printed it did."""
+    code = 0
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(message, dict) and (
+                    message.get("type") == "turn.failed"
+                    or (message.get("type") == "result" and message.get("is_error"))):
+                code = 1
+    sys.exit(code)
+
+
 def main() -> None:
     name = os.path.basename(sys.argv[0])
     args = sys.argv[1:]
@@ -216,6 +246,8 @@ def main() -> None:
         with open(log, "a") as handle:
             handle.write(json.dumps({"mode": mode, "argv": args, "pid": os.getpid(),
                                      "prompt": prompt, "stdin": on_stdin}) + "\n")
+    if recording := os.environ.get("CADENZA_REPLAY"):
+        replay(recording)
     session = resume or str(uuid.uuid4())
     agent = {"claude": Claude, "codex": Codex}.get(mode, Plain)(session)
     agent.start()
