@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,13 @@ from cadenza.agents import choose_default
 from cadenza.app import App, CoreSettings, builtin_agents
 from cadenza.clock import SystemClock
 from cadenza.config import Config, ConfigError, did_you_mean, resolve_paths
-from cadenza.loader import PluginLoader, discover, new_manager
+from cadenza.loader import (
+    BUILTIN_DIST,
+    ENTRY_POINT_GROUP,
+    PluginLoader,
+    discover,
+    new_manager,
+)
 from cadenza.relay import HookRelay
 from cadenza.secrets import install_redaction, redact
 from cadenza.state import DB_NAME, StateError, Store
@@ -51,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
         action = actions.add_parser(name, parents=[common], help=f"{name} a plugin")
         action.add_argument("name")
         action.set_defaults(func=cmd_plugins_switch, value=value)
+    install = actions.add_parser(
+        "install", parents=[common],
+        help="pip install a plugin distribution into Cadenza's environment and switch it on")
+    install.add_argument("target", metavar="NAME_OR_PATH",
+                         help="a distribution on PyPI (with a version if you like) or a folder")
+    install.add_argument("-e", "--editable", action="store_true",
+                         help="install a folder in editable mode, for developing the plugin")
+    install.set_defaults(func=cmd_plugins_install)
 
     status = commands.add_parser("status", parents=[common], help="runs, turns and sessions")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -63,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    config_path, state_dir = resolve_paths(args.config, args.state_dir)
+    config_path, state_dir = resolve_paths(getattr(args, "config", None),
+                                           getattr(args, "state_dir", None))
     try:
         return int(args.func(args, config_path, state_dir))
     except ConfigError as exc:
@@ -167,6 +186,107 @@ def cmd_plugins_switch(args: argparse.Namespace, config_path: Path, state_dir: P
     set_switch(config_path, args.name, args.value)
     print(f"{args.name}: {'enabled' if args.value else 'disabled'} in {config_path}")
     return EXIT_OK
+
+
+def cmd_plugins_install(args: argparse.Namespace, config_path: Path, state_dir: Path) -> int:
+    """``pip install`` into the environment Cadenza runs in, then switch on the plugins of
+    the distribution it installed (not those of its dependencies)."""
+    Config.load(config_path)  # refuse a config that does not parse before changing anything
+    folder = Path(args.target).expanduser()
+    is_folder = folder.is_dir()
+    if args.editable and not is_folder:
+        print(f"cadenza: --editable needs a folder; {args.target} is not one", file=sys.stderr)
+        return EXIT_USAGE
+    with tempfile.TemporaryDirectory() as scratch:
+        report = Path(scratch) / "report.json"
+        argv = [sys.executable, "-m", "pip", "install", "--report", str(report),
+                *(["--editable"] if args.editable else []),
+                str(folder.resolve()) if is_folder else args.target]
+        print(f"installing {args.target} into {sys.prefix} …", file=sys.stderr, flush=True)
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+        if done.returncode != 0:
+            tail = done.stdout.strip().splitlines()[-15:] or ["(pip printed nothing)"]
+            print(f"cadenza: pip could not install {args.target} (exit code "
+                  f"{done.returncode}); its last lines:", file=sys.stderr)
+            print("\n".join(f"  {line}" for line in tail), file=sys.stderr)
+            return EXIT_ERROR
+        requested = installed_distributions(report)
+    verb = "installed"
+    if not requested:  # already installed: pip reports nothing new
+        requested = [project_name(folder) if is_folder else requirement_name(args.target)]
+        verb = "already installed:"
+    importlib.invalidate_caches()
+    builtins = {name for name, found in discover().items() if found.builtin}
+    enabled: list[str] = []
+    for dist_name in filter(None, requested):
+        try:
+            dist = metadata.distribution(dist_name)
+        except metadata.PackageNotFoundError:
+            continue
+        for ep in dist.entry_points.select(group=ENTRY_POINT_GROUP):
+            if (dist.metadata["Name"] or "").lower() == BUILTIN_DIST:
+                continue
+            if ep.name in builtins:
+                print(f"cadenza: {dist.metadata['Name']} names a plugin {ep.name!r}, the name "
+                      "of a built-in plugin; it stays off", file=sys.stderr)
+                continue
+            set_switch(config_path, ep.name, True)
+            enabled.append(ep.name)
+            print(f"{ep.name}: {verb} {dist.metadata['Name']} {dist.version}, enabled in "
+                  f"{config_path}")
+    if not enabled:
+        print(f"cadenza: installed {', '.join(filter(None, requested)) or args.target}, but it "
+              f"provides no Cadenza plugin (no entry point in the {ENTRY_POINT_GROUP!r} "
+              "group)", file=sys.stderr)
+        return EXIT_ERROR
+    return check_loads(enabled, config_path, state_dir)
+
+
+def installed_distributions(report: Path) -> list[str]:
+    """The distributions named on pip's command line that it installed (``--report``)."""
+    try:
+        items = json.loads(report.read_text(encoding="utf-8")).get("install", [])
+    except (OSError, ValueError):
+        return []
+    return [item["metadata"]["name"] for item in items if item.get("requested")]
+
+
+def requirement_name(requirement: str) -> str:
+    """``cadenza-budget>=1.0`` → ``cadenza-budget``."""
+    found = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    return found.group(1) if found else requirement
+
+
+def project_name(folder: Path) -> str | None:
+    try:
+        with open(folder / "pyproject.toml", "rb") as handle:
+            return tomllib.load(handle).get("project", {}).get("name")
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+
+
+def check_loads(names: list[str], config_path: Path, state_dir: Path) -> int:
+    """Load the new plugins in a fresh process (an editable install is importable only
+    there) and say how they are; a plugin that does not load is an error."""
+    listed = subprocess.run(
+        [sys.executable, "-m", "cadenza.cli", "plugins", "list", "--json",
+         "--config", str(config_path), "--state-dir", str(state_dir)],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    try:
+        rows = {row["name"]: row for row in json.loads(listed.stdout)}
+    except ValueError:
+        print(f"cadenza: could not list the plugins: {listed.stderr.strip()}", file=sys.stderr)
+        return EXIT_ERROR
+    status = EXIT_OK
+    for name in names:
+        row = rows.get(name, {"health": "not found after installing", "hooks": []})
+        if row["health"] == "ok":
+            print(f"{name}: loads; hooks: {', '.join(row['hooks']) or 'none'}")
+        else:
+            print(redact(f"cadenza: {name}: {row['health']}"), file=sys.stderr)
+            status = EXIT_ERROR
+    return status
 
 
 def set_switch(path: Path, name: str, value: bool) -> None:
