@@ -32,6 +32,7 @@ from cadenza.loader import (
     new_manager,
 )
 from cadenza.relay import HookRelay
+from cadenza.scaffold import ScaffoldError, names, scaffold
 from cadenza.secrets import install_redaction, redact
 from cadenza.state import DB_NAME, StateError, Store
 
@@ -69,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("-e", "--editable", action="store_true",
                          help="install a folder in editable mode, for developing the plugin")
     install.set_defaults(func=cmd_plugins_install)
+    new = actions.add_parser("new", help="scaffold a plugin distribution cadenza-NAME/")
+    new.add_argument("name", help="the plugin's name: lowercase letters, digits, underscores")
+    new.add_argument("--dir", default=".", help="where to create cadenza-NAME/ (default: here)")
+    new.set_defaults(func=cmd_plugins_new)
 
     status = commands.add_parser("status", parents=[common], help="runs, turns and sessions")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -185,6 +190,21 @@ def cmd_plugins_switch(args: argparse.Namespace, config_path: Path, state_dir: P
     Config.load(config_path)  # refuse to edit a file that does not parse
     set_switch(config_path, args.name, args.value)
     print(f"{args.name}: {'enabled' if args.value else 'disabled'} in {config_path}")
+    return EXIT_OK
+
+
+def cmd_plugins_new(args: argparse.Namespace, config_path: Path, state_dir: Path) -> int:
+    builtins = {name for name, found in discover().items() if found.builtin}
+    try:
+        root = scaffold(args.name, Path(args.dir), builtins)
+    except ScaffoldError as exc:
+        print(f"cadenza: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    shown = str(root) if root.is_absolute() else f"./{root}"
+    print(f"created {shown}/ with the plugin {args.name} (src/{names(args.name)['module']}/), "
+          f"a test and a README. Next:\n"
+          f"  cadenza plugins install --editable {shown}   # install it here, switch it on\n"
+          f"  cd {shown} && python -m pytest                # its tests")
     return EXIT_OK
 
 
