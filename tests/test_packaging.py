@@ -24,3 +24,11 @@ def test_the_wheel_installs_one_top_level_name(tmp_path: Path) -> None:
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "journal = cadenza.plugins.journal:RecoveryJournal" in text
     assert "cadenza = cadenza.cli:main" in text
+    # the test kit: a pytest plugin, its scripted agent and every recorded stream
+    assert "[pytest11]\ncadenza = cadenza.testing\n" in text
+    for module in ("__init__.py", "fake_agent.py", "harness.py", "streams/README.md"):
+        assert f"cadenza/testing/{module}" in names
+    streams = sorted(path.name for path in (ROOT / "core" / "testing" / "streams").glob("*.jsonl"))
+    assert len(streams) >= 17
+    assert sorted(n.rsplit("/", 1)[1] for n in names
+                  if n.startswith("cadenza/testing/streams/") and n.endswith(".jsonl")) == streams
