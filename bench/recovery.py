@@ -9,9 +9,9 @@
    The baseline is the same start on a crashed journal with no open turn (N = 0), measured in
    the same run. Target: 1,000 interrupted turns recovered in under one second.
 2. Cost per turn. The journal's hooks that write (``on_turn_accepted``, ``on_turn_start``,
-   ``on_stream_event`` for the agent's session and for the terminal event) are called directly
+   ``on_stream_event`` for the agent's session and for the terminal event) are awaited directly
    for T turns on the journal of a running app, against the same loop over a no-op plugin with
-   the same methods, interleaved. Target: under 1 ms per turn.
+   the same (async) methods, interleaved. Target: under 1 ms per turn.
 
 Rounds are interleaved so machine noise hits every size alike; medians are printed. The
 default run takes a few seconds.
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -38,8 +37,9 @@ from cadenza.api import COMPLETED, SESSION, ChatRef, StreamEvent, Turn, hookimpl
 from cadenza.app import App  # noqa: E402
 from cadenza.config import Config  # noqa: E402
 from cadenza.loader import discover  # noqa: E402
-from cadenza.plugins.journal import BOOT_ID_FILE, read_boot_id  # noqa: E402
-from cadenza.state import DB_NAME  # noqa: E402
+from cadenza.plugins.journal import BOOT_ID_FILE, read_boot_id, runs, turns  # noqa: E402
+from cadenza.state import DB_NAME, Store  # noqa: E402
+from sqlalchemy import func, insert, select  # noqa: E402
 
 CHATS = 10
 RECOVERY_TARGET = 1.0  # seconds for 1,000 interrupted turns
@@ -95,27 +95,27 @@ async def create_schema(config: Path, state_dir: Path) -> None:
         await app.stop()
 
 
-def crash_with(db_path: Path, count: int) -> None:
+async def crash_with(db_path: Path, count: int) -> None:
     """Leave the journal as a crash would: a run of this boot that never ended cleanly, and
     ``count`` turns it was running, spread over the chats, all within ``max_age``."""
     now = time.time()
-    db = sqlite3.connect(db_path, isolation_level=None)
+    store = Store(db_path)
     try:
-        db.execute("BEGIN")
-        run_id = db.execute(
-            "INSERT INTO journal_runs (boot_id, pid, started_at, heartbeat_at, lifecycle) "
-            "VALUES (?, 0, ?, ?, 'restarted')",
-            (read_boot_id(BOOT_ID_FILE), now - 900, now - 5)).lastrowid
-        db.executemany(
-            "INSERT INTO journal_turns (id, chat, session, prompt, agent, attempt, state, "
-            "created_at, started_at, run_id) VALUES (?, ?, '', ?, 'command', 1, 'running', ?, "
-            "?, ?)",
-            ((f"bench{number:07d}", f"bench:{number % CHATS}", f"{PROMPT}#{number}",
-              now - 600 + 500 * number / max(count, 1),
-              now - 599 + 500 * number / max(count, 1), run_id) for number in range(count)))
-        db.execute("COMMIT")
+        async with store.transaction():
+            run = await store.fetch_one(insert(runs).returning(runs.c.id), {
+                "boot_id": read_boot_id(BOOT_ID_FILE), "pid": 0, "started_at": now - 900,
+                "heartbeat_at": now - 5, "lifecycle": "restarted"})
+            assert run is not None
+            if count:
+                await store.execute(insert(turns), [
+                    {"id": f"bench{number:07d}", "chat": f"bench:{number % CHATS}",
+                     "session": "", "prompt": f"{PROMPT}#{number}", "agent": "command",
+                     "attempt": 1, "state": "running",
+                     "created_at": now - 600 + 500 * number / count,
+                     "started_at": now - 599 + 500 * number / count, "run_id": run["id"]}
+                    for number in range(count)])
     finally:
-        db.close()
+        store.close()
 
 
 async def prepare(directory: Path, count: int) -> Path:
@@ -124,7 +124,7 @@ async def prepare(directory: Path, count: int) -> Path:
     config = write_config(directory)
     await create_schema(config, directory / "state")
     db_path = directory / "state" / DB_NAME
-    crash_with(db_path, count)
+    await crash_with(db_path, count)
     return db_path
 
 
@@ -151,13 +151,13 @@ async def timed_start(template: Path, work: Path, count: int) -> tuple[float, fl
         raise SystemExit(f"{count} interrupted turns: {recorder.recovered} on_recover calls, "
                          f"{recorder.resumed} resumes")
     assert recorder.lifecycle_at is not None
-    db = sqlite3.connect(work / "state" / DB_NAME)
+    store = Store(work / "state" / DB_NAME, readonly=True)
     try:
-        (written,) = db.execute(
-            "SELECT count(*) FROM journal_turns WHERE run_id = (SELECT max(id) FROM journal_runs)"
-        ).fetchone()
+        (taken,) = store.fetch_sync(select(func.count().label("n")).where(
+            turns.c.run_id == select(func.max(runs.c.id)).scalar_subquery()))
     finally:
-        db.close()
+        store.close()
+    written = taken["n"]
     if written != count:
         raise SystemExit(f"{count} interrupted turns, {written} taken over by the new run")
     last = recorder.last_at if recorder.last_at is not None else recorder.lifecycle_at
@@ -170,13 +170,13 @@ async def timed_start(template: Path, work: Path, count: int) -> tuple[float, fl
 class NoopJournal:
     """The journal's turn hooks, doing nothing: the loop's own cost."""
 
-    def on_turn_accepted(self, turn: Turn) -> None:
+    async def on_turn_accepted(self, turn: Turn) -> None:
         pass
 
-    def on_turn_start(self, turn: Turn) -> None:
+    async def on_turn_start(self, turn: Turn) -> None:
         pass
 
-    def on_stream_event(self, event: StreamEvent) -> None:
+    async def on_stream_event(self, event: StreamEvent) -> None:
         pass
 
 
@@ -191,7 +191,8 @@ def turn_events(prefix: str, count: int) -> list[tuple[Turn, StreamEvent, Stream
     return items
 
 
-def drive(plugin: object, items: list[tuple[Turn, StreamEvent, StreamEvent]]) -> list[float]:
+async def drive(plugin: object,
+                items: list[tuple[Turn, StreamEvent, StreamEvent]]) -> list[float]:
     """Per turn: (accepted + start) and (session + terminal) seconds, interleaved in one list."""
     accepted, start = plugin.on_turn_accepted, plugin.on_turn_start  # type: ignore[attr-defined]
     stream = plugin.on_stream_event  # type: ignore[attr-defined]
@@ -199,11 +200,11 @@ def drive(plugin: object, items: list[tuple[Turn, StreamEvent, StreamEvent]]) ->
     times = []
     for turn, session, end in items:
         t0 = clock()
-        accepted(turn)
-        start(turn)
+        await accepted(turn)
+        await start(turn)
         t1 = clock()
-        stream(session)
-        stream(end)
+        await stream(session)
+        await stream(end)
         times.append(t1 - t0)
         times.append(clock() - t1)
     return times
@@ -221,8 +222,8 @@ async def overhead(directory: Path, turns: int, rounds: int) -> dict[str, list[f
         noop = NoopJournal()
         for number in range(rounds):
             items = turn_events(f"r{number}-", turns)
-            base = drive(noop, items)
-            real = drive(journal, items)
+            base = await drive(noop, items)
+            real = await drive(journal, items)
             base_turn = sum(base) / turns
             starts, ends = real[0::2], real[1::2]
             per_turn = [a + b for a, b in zip(starts, ends, strict=True)]
@@ -284,7 +285,7 @@ async def main_async(args: argparse.Namespace) -> None:
     print()
     turn = statistics.median(costs["turn"])
     spread = costs["all_turns"]
-    print(f"journal per turn, {args.turns:,} turns x {args.rounds} rounds, hooks called "
+    print(f"journal per turn, {args.turns:,} turns x {args.rounds} rounds, hooks awaited "
           "directly:")
     print(f"  no-op plugin loop        : {1e6 * statistics.median(costs['noop']):8.2f} µs per "
           "turn")

@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 from cadenza.api import ChatMessage, ChatRef, hookimpl  # noqa: E402
 from cadenza.app import App  # noqa: E402
 from cadenza.config import Config  # noqa: E402
+from cadenza.plugins.sessions import sessions as sessions_table  # noqa: E402
 from cadenza.state import DB_NAME, Store  # noqa: E402
+from sqlalchemy import insert  # noqa: E402
 
 CONFIG = '[plugins]\nconsole = false\n[agent]\ndefault = "command"\n'
 PROMPT = ("Write the changelog for the next release from the merged pull requests, group the "
@@ -48,17 +50,19 @@ class Notices:
         self.received.set()
 
 
-def fill(state: Path, sessions: int, chats: int, offset: int = 0) -> None:
+async def fill(state: Path, sessions: int, chats: int, offset: int = 0) -> None:
     store = Store.in_dir(state)
     now = time.time()
-    with store.transaction() as db:
-        db.executemany(
-            "INSERT INTO sessions (chat, name, agent, agent_session_id, last_prompt, state, "
-            "created_at, last_used, turns, last_cost) VALUES (?, ?, 'command', ?, ?, 'idle', "
-            "?, ?, 3, 0.0421)",
-            ((f"bench:{n % chats}", f"s{n + offset:06d}", f"{n:08d}-6f1e-4c1b-9d1e-2f0c3b7a5e11",
-              PROMPT + str(n), now - 3600, now - 60) for n in range(sessions)))
-    store.close()
+    try:
+        async with store.transaction():
+            await store.execute(insert(sessions_table), [
+                {"chat": f"bench:{n % chats}", "name": f"s{n + offset:06d}", "agent": "command",
+                 "agent_session_id": f"{n:08d}-6f1e-4c1b-9d1e-2f0c3b7a5e11",
+                 "last_prompt": PROMPT + str(n), "state": "idle", "created_at": now - 3600,
+                 "last_used": now - 60, "turns": 3, "last_cost": 0.0421}
+                for n in range(sessions)])
+    finally:
+        store.close()
 
 
 async def started(state: Path, config: Path) -> tuple[App, Notices]:
@@ -104,7 +108,7 @@ async def main_async(args: argparse.Namespace) -> None:
             app, _ = await started(state, config)  # creates the tables
             await app.stop()
         size_before = (full / DB_NAME).stat().st_size
-        fill(full, args.sessions, chats=100)
+        await fill(full, args.sessions, chats=100)
         size_after = (full / DB_NAME).stat().st_size
         baseline = min([await held_memory(empty, config) for _ in range(2)])
         loaded = min([await held_memory(full, config) for _ in range(2)])
@@ -120,7 +124,7 @@ async def main_async(args: argparse.Namespace) -> None:
         busy = root / "busy"
         app, _ = await started(busy, config)
         await app.stop()
-        fill(busy, args.chat_sessions, chats=1, offset=0)
+        await fill(busy, args.chat_sessions, chats=1, offset=0)
         app, notices = await started(busy, config)
         try:
             chat = ChatRef("bench", "0")

@@ -25,6 +25,7 @@ from cadenza.output import OUTPUTS_DIR, prune_outputs
 from cadenza.relay import HookRelay
 from cadenza.secrets import install_redaction
 from cadenza.state import StateError, Store, private_dir
+from sqlalchemy import Column, Float, MetaData, Table, Text, delete
 
 log = logging.getLogger("cadenza")
 
@@ -32,6 +33,14 @@ LOCK_NAME = "cadenza.lock"
 KEEP_OUTPUTS = 7 * 86400.0  # seconds a whole answer sent as a file is kept
 CHECKPOINT_EVERY = 30.0  # seconds between WAL checkpoints, run in a worker thread
 HEALTH_STEPS = ["CREATE TABLE plugin_health (name TEXT PRIMARY KEY, problem TEXT, at REAL)"]
+metadata = MetaData()
+# each plugin's problem in this run (the last failure, or why it did not load), for the CLI
+plugin_health = Table(
+    "plugin_health", metadata,
+    Column("name", Text, primary_key=True),
+    Column("problem", Text),
+    Column("at", Float),
+)
 
 
 @dataclass
@@ -147,14 +156,15 @@ class App:
         containment.configure(self.config.settings("agent"))  # run_as, cgroups, leftovers
         self.store = store = Store.in_dir(self.state_dir)
         store.migrate("core", HEALTH_STEPS)
-        store.execute("DELETE FROM plugin_health")
+        await store.execute(delete(plugin_health))
         pm = new_manager()
         self.relay = relay = HookRelay(pm, timeout=self.settings.hook_timeout,
                                        max_failures=self.settings.max_failures)
-        relay.on_health_change = lambda name, problem: store.execute(
-            "INSERT OR REPLACE INTO plugin_health VALUES (?, ?, ?)",
-            (name, problem, self.clock.time()),
-        )
+        record_health = store.upsert(plugin_health, {}, key=["name"], update=["problem", "at"])
+        # The relay reports failures from synchronous code; they are rare, so a synchronous
+        # write is fine here.
+        relay.on_health_change = lambda name, problem: store.execute_sync(
+            record_health, {"name": name, "problem": problem, "at": self.clock.time()})
         self.loader = loader = PluginLoader(self.config, pm, relay)
         loader.load_all(store=store, clock=self.clock, state_dir=self.state_dir)
         for name, plugin in self.extra_plugins.items():

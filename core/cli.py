@@ -21,7 +21,7 @@ from typing import Any
 
 import tomlkit
 from cadenza.agents import choose_default
-from cadenza.app import App, CoreSettings, builtin_agents
+from cadenza.app import App, CoreSettings, builtin_agents, plugin_health
 from cadenza.clock import SystemClock
 from cadenza.config import Config, ConfigError, did_you_mean, resolve_paths
 from cadenza.loader import (
@@ -35,6 +35,7 @@ from cadenza.relay import HookRelay
 from cadenza.scaffold import ScaffoldError, names, scaffold
 from cadenza.secrets import install_redaction, redact
 from cadenza.state import DB_NAME, StateError, Store
+from sqlalchemy import select
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -152,7 +153,7 @@ def last_run_health(state_dir: Path) -> dict[str, str]:
     try:
         if not store.has_table("plugin_health"):
             return {}
-        return {row["name"]: row["problem"] for row in store.query("SELECT * FROM plugin_health")}
+        return {row["name"]: row["problem"] for row in store.fetch_sync(select(plugin_health))}
     finally:
         store.close()
 

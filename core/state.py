@@ -1,21 +1,31 @@
-"""The state store: one SQLite database in WAL mode, shared by plugins that own their tables.
+"""The state store: one database shared by plugins that own their tables, used through
+SQLAlchemy Core so that the embedded SQLite default and PostgreSQL (later) serve the same
+plugin code.
 
-Writes happen at turn boundaries and checkpoints, never per text delta. WAL with
-``synchronous=NORMAL`` keeps the database consistent when the process is killed at any instant.
+The default is one SQLite database in WAL mode. Writes happen at turn boundaries and
+checkpoints, never per text delta. WAL with ``synchronous=NORMAL`` keeps the database
+consistent when the process is killed at any instant.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import sqlite3
 import stat
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
+
+import sqlalchemy
+from sqlalchemy import Column, Integer, MetaData, Table, Text, bindparam, select
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.expression import ClauseElement
 
 log = logging.getLogger("cadenza.state")
 
@@ -56,11 +66,112 @@ def private_file(path: Path) -> None:
         os.close(fd)
 
 
+Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
+Step = str | Callable[[sqlalchemy.Connection], None]
+
+_metadata = MetaData()
+schema_versions = Table(  # the store's own: how many migration steps each owner has applied
+    "schema_versions", _metadata,
+    Column("owner", Text, primary_key=True),
+    Column("version", Integer),
+)
+_SCHEMA_VERSIONS_DDL = (
+    "CREATE TABLE IF NOT EXISTS schema_versions (owner TEXT PRIMARY KEY, version INTEGER)")
+_VERSION_OF = select(schema_versions.c.version).where(
+    schema_versions.c.owner == bindparam("of_owner"))
+
+
 class Store:
+    """The state store a plugin gets as ``context.store``: SQLAlchemy Core statements against
+    one database, the embedded SQLite file by default (PostgreSQL later, for the same code).
+
+    A plugin owns its tables. It creates them with ``migrate`` when it is constructed, and
+    describes them with a ``sqlalchemy.MetaData()`` and ``Table``s of its own module that match
+    its migration DDL; statements are built with SQLAlchemy Core (``select``, ``insert``,
+    ``update``, ``delete``), never as SQL strings, so that another dialect can run them::
+
+        from sqlalchemy import Column, Float, MetaData, Table, Text, bindparam, select
+
+        metadata = MetaData()
+        spent = Table("budget_spent", metadata, Column("chat", Text, primary_key=True),
+                      Column("usd", Float, nullable=False))
+        MIGRATIONS = ["CREATE TABLE budget_spent (chat TEXT PRIMARY KEY, usd REAL NOT NULL)"]
+        SPENT = select(spent.c.usd).where(spent.c.chat == bindparam("of_chat"))
+
+        class Budget:
+            def __init__(self, context):
+                self.store = context.store
+                self.store.migrate("budget", MIGRATIONS)
+                self.add = self.store.upsert(  # usd added to what the chat has spent
+                    spent, {}, key=["chat"], update=[],
+                    update_with={"usd": lambda new: spent.c.usd + new.usd})
+
+            @hookimpl
+            async def on_stream_event(self, event):
+                if event.terminal and event.cost_usd:
+                    await self.store.execute(self.add, {"chat": event.turn.chat.key,
+                                                        "usd": event.cost_usd})
+
+            @hookimpl
+            def report_status(self):  # runs in ``cadenza status``, where no loop runs
+                return {"budget": self.store.fetch_sync(select(spent))}
+
+    The API, version 1:
+
+    ``dialect``
+        ``"sqlite"`` (``"postgresql"`` once that backend exists).
+    ``migrate(owner, steps)``
+        Synchronous, called from a plugin's constructor. Brings ``owner``'s tables up to
+        ``len(steps)``: step *i* runs once, in order, in a transaction with the version record.
+        A ``str`` step is portable DDL (``CREATE TABLE``, ``CREATE INDEX``, ``ALTER TABLE …
+        ADD COLUMN``), split on ``;``; a callable step gets the ``sqlalchemy.Connection`` (for
+        data migrations; it must not commit). Steps are append-only: a released step is never
+        edited, new ones go at the end.
+    ``await execute(statement, params=None) -> int``
+        An ``insert``, ``update``, ``delete`` or ``text()`` statement; returns the number of rows
+        it changed. ``params`` fills the statement's ``bindparam()``s: one mapping, or a list of
+        mappings to run it once per mapping (executemany).
+    ``await fetch(statement, params=None) -> list[dict]``, ``await fetch_one(…) -> dict | None``
+        The rows of a ``select`` (or of an ``insert … returning``) as dicts keyed by column label.
+    ``execute_sync(statement, params=None)``, ``fetch_sync(statement, params=None)``
+        The same for code with no event loop to await on: synchronous hooks such as
+        ``report_status`` and ``doctor_checks`` (which run in the ``cadenza`` command line
+        process) and scripts. Inside a running bot, use the async methods.
+    ``upsert(table, values, key, update, *, update_with=None) -> Executable``
+        The dialect's ``INSERT … ON CONFLICT (key) DO UPDATE SET`` each column of ``update`` to
+        the value being inserted, and each column of ``update_with`` to an expression over the
+        stored row (``{"turns": table.c.turns + 1}``), or to a function of the row being
+        inserted that returns one (``{"usd": lambda new: table.c.usd + new.usd}``); with
+        neither, ``DO NOTHING``. ``values`` may be empty, and the row then comes from the
+        ``params`` of ``execute``: build a statement that runs often once, when the plugin is
+        constructed.
+    ``async with transaction():``
+        The statements awaited inside run in one transaction: committed at the end, rolled back
+        if the block raises. While it is open, other tasks' statements wait for it to end;
+        a transaction opened inside it joins it.
+
+    Statements built the same way share one compiled form (SQLAlchemy's compiled cache), but
+    building a statement costs more than running it: build statements at module level with
+    ``bindparam()`` and pass the values in ``params``. In an ``update``, a ``bindparam`` must
+    not be named like a column of the table (``where(t.c.id == bindparam("of_id"))``).
+    """
+
+    dialect: str = "sqlite"
+
     def __init__(self, path: Path, *, readonly: bool = False):
         self.path = path
         self.reset_note: str | None = None  # set when a damaged database was set aside
-        self.db = self._open(readonly)
+        self._raw = raw = self._open(readonly)
+        # One connection for the life of the store, wrapped (not opened) by SQLAlchemy.
+        self._engine = sqlalchemy.create_engine("sqlite://", creator=lambda: raw,
+                                                poolclass=StaticPool)
+        self._connection = self._engine.connect().execution_options(
+            isolation_level="AUTOCOMMIT")  # transactions are ours: BEGIN IMMEDIATE … COMMIT
+        self._insert = sqlite_dialect.insert
+        self._tx_task: asyncio.Task[Any] | None = None  # the task whose transaction is open
+        self._tx_waiters: list[asyncio.Future[None]] = []
+        self._closed = False
+        self._set_version = self.upsert(schema_versions, {}, key=["owner"], update=["version"])
 
     @classmethod
     def in_dir(cls, state_dir: Path, *, readonly: bool = False) -> Store:
@@ -69,11 +180,14 @@ class Store:
             private_file(state_dir / DB_NAME)  # SQLite gives its -wal and -shm the same mode
         return cls(state_dir / DB_NAME, readonly=readonly)
 
+    # --- the SQLite file --------------------------------------------------------------
+
     def _open(self, readonly: bool) -> sqlite3.Connection:
         if readonly:
             if not self.path.exists():
                 return sqlite3.connect(":memory:", isolation_level=None)
-            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
+                                 check_same_thread=False)
             db.execute("PRAGMA query_only=ON")
             return db
         try:
@@ -92,6 +206,7 @@ class Store:
 
     def _connect(self) -> sqlite3.Connection:
         try:
+            # isolation_level=None: the sqlite3 module never opens a transaction by itself
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.OperationalError as exc:
             raise StateError(f"cannot open {self.path}: {exc}") from None
@@ -105,58 +220,132 @@ class Store:
         if row[0] != "ok":
             db.close()
             raise sqlite3.DatabaseError(f"integrity check failed: {row[0]}")
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS schema_versions (owner TEXT PRIMARY KEY, version INTEGER)"
-        )
+        db.execute(_SCHEMA_VERSIONS_DDL)
         return db
 
-    def migrate(self, owner: str, steps: Sequence[str]) -> None:
+    # --- running statements -------------------------------------------------------------
+    # SQLite runs every statement inline, on the event loop where the async methods are
+    # awaited: a write at a turn boundary takes tens of µs, less than a hop to a worker thread
+    # and back would cost, and one connection serialises them anyway. A PostgreSQL store
+    # (asyncpg through SQLAlchemy's async engine) is this class with ``_run``, the async
+    # methods and ``transaction`` awaiting its driver instead; plugins do not change.
+
+    def _run(self, statement: sqlalchemy.Executable, params: Params = None) -> Any:
+        """The one place a statement meets the database."""
+        return self._connection.execute(statement, params)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _rows(result: Any) -> list[dict[str, Any]]:
+        keys = list(result.keys())
+        return [dict(zip(keys, row, strict=True)) for row in result]
+
+    async def _wait_turn(self) -> None:
+        """Wait while another task's transaction is open: its statements and ours must not
+        end up in one transaction."""
+        while self._tx_task is not None and self._tx_task is not asyncio.current_task():
+            waiter = asyncio.get_running_loop().create_future()
+            self._tx_waiters.append(waiter)
+            await waiter
+
+    async def execute(self, statement: sqlalchemy.Executable, params: Params = None) -> int:
+        if self._tx_task is not None:
+            await self._wait_turn()
+        return int(self._run(statement, params).rowcount)
+
+    async def fetch(self, statement: sqlalchemy.Executable,
+                    params: Params = None) -> list[dict[str, Any]]:
+        if self._tx_task is not None:
+            await self._wait_turn()
+        return self._rows(self._run(statement, params))
+
+    async def fetch_one(self, statement: sqlalchemy.Executable,
+                        params: Params = None) -> dict[str, Any] | None:
+        if self._tx_task is not None:
+            await self._wait_turn()
+        result = self._run(statement, params)
+        keys = list(result.keys())
+        row = result.first()
+        return None if row is None else dict(zip(keys, row, strict=True))
+
+    def execute_sync(self, statement: sqlalchemy.Executable, params: Params = None) -> int:
+        return int(self._run(statement, params).rowcount)
+
+    def fetch_sync(self, statement: sqlalchemy.Executable,
+                   params: Params = None) -> list[dict[str, Any]]:
+        return self._rows(self._run(statement, params))
+
+    def upsert(self, table: Table, values: Mapping[str, Any], key: Sequence[str],
+               update: Sequence[str], *,
+               update_with: Mapping[str, Any] | None = None) -> sqlalchemy.Executable:
+        statement = self._insert(table)
+        if values:
+            statement = statement.values(dict(values))
+        changes: dict[str, Any] = {name: statement.excluded[name] for name in update}
+        for name, value in (update_with or {}).items():
+            if callable(value) and not isinstance(value, ClauseElement):
+                value = value(statement.excluded)
+            changes[name] = value
+        if not changes:
+            return statement.on_conflict_do_nothing(index_elements=list(key))
+        return statement.on_conflict_do_update(index_elements=list(key), set_=changes)
+
+    # --- transactions -------------------------------------------------------------------
+
+    def transaction(self) -> AbstractAsyncContextManager[None]:
+        return self._transaction()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        if task is not None and self._tx_task is task:
+            yield  # a transaction inside a transaction joins it
+            return
+        await self._wait_turn()
+        self._tx_task = task
+        try:
+            with self._transaction_sync():
+                yield
+        finally:
+            self._tx_task = None
+            waiters, self._tx_waiters = self._tx_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    @contextmanager
+    def _transaction_sync(self) -> Iterator[None]:
+        # IMMEDIATE takes the write lock at once: no deadlock upgrading a read lock later
+        self._raw.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._raw.execute("ROLLBACK")
+            raise
+        self._raw.execute("COMMIT")
+
+    # --- schema -------------------------------------------------------------------------
+
+    def migrate(self, owner: str, steps: Sequence[Step]) -> None:
         """Bring ``owner``'s tables up to ``len(steps)``: step i is applied once, in order.
 
         Steps are append-only: released steps are never edited, new ones are added at the end.
         """
-        row = self.db.execute(
-            "SELECT version FROM schema_versions WHERE owner = ?", (owner,)
-        ).fetchone()
+        row = self._run(_VERSION_OF, {"of_owner": owner}).first()
         version = row[0] if row else 0
         for number, step in enumerate(steps[version:], version + 1):
-            with self.transaction():
-                for statement in step.split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
-                self.db.execute(
-                    "INSERT INTO schema_versions VALUES (?, ?) "
-                    "ON CONFLICT(owner) DO UPDATE SET version = excluded.version",
-                    (owner, number),
-                )
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        return self.db.execute(sql, params)
-
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> sqlite3.Cursor:
-        return self.db.executemany(sql, rows)
-
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        cursor = self.db.execute(sql, params)
-        names = [column[0] for column in cursor.description or ()]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            with self._transaction_sync():
+                if callable(step):
+                    step(self._connection)
+                else:
+                    for statement in step.split(";"):
+                        if statement.strip():
+                            self._connection.exec_driver_sql(statement)
+                self._run(self._set_version, {"owner": owner, "version": number})
 
     def has_table(self, name: str) -> bool:
-        return bool(
-            self.db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-            ).fetchone()
-        )
+        return bool(sqlalchemy.inspect(self._connection).has_table(name))
+
+    # --- upkeep ---------------------------------------------------------------------------
 
     def checkpoint(self, mode: str = "PASSIVE") -> None:
         """Move the WAL's content into the database, from a connection of its own, so that it
@@ -170,6 +359,12 @@ class Store:
             db.close()
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         with contextlib.suppress(sqlite3.Error):
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self.db.close()
+            self._raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError, sqlite3.Error):
+            self._connection.close()
+        self._engine.dispose()
+        self._raw.close()

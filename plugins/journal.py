@@ -25,6 +25,22 @@ from cadenza.api import (
     Turn,
     hookimpl,
 )
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Float,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.ext.compiler import compiles
 
 BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
 RECENT = 86400.0  # chats with turns this recent hear about restarts
@@ -65,6 +81,85 @@ MIGRATIONS = [
     "ALTER TABLE journal_turns ADD COLUMN user_id TEXT NOT NULL DEFAULT ''",
 ]
 
+# The tables as MIGRATIONS leave them.
+metadata = MetaData()
+runs = Table(
+    "journal_runs", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("boot_id", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Column("clean", Integer, nullable=False, server_default="0"),
+    Column("lifecycle", Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+turns = Table(
+    "journal_turns", metadata,
+    Column("id", Text, primary_key=True),
+    Column("chat", Text, nullable=False),
+    Column("session", Text, nullable=False),
+    Column("prompt", Text, nullable=False),
+    Column("agent", Text, nullable=False),
+    Column("agent_session_id", Text),
+    Column("attempt", Integer, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("ended_at", Float),
+    Column("outcome", Text),
+    Column("cost_usd", Float),
+    Column("run_id", Integer),
+    Column("user_id", Text, nullable=False, server_default=""),
+)
+
+
+class _Arrival(ColumnElement[Any]):
+    """The order in which the journal's turns were written, to break ties of ``created_at``:
+    SQLite's ``rowid``; another database orders ties by the turn id."""
+
+    inherit_cache = True
+
+
+@compiles(_Arrival)
+def _arrival(element: _Arrival, compiler: Any, **kw: Any) -> str:
+    return compiler.process(turns.c.id, **kw)  # type: ignore[no-any-return]
+
+
+@compiles(_Arrival, "sqlite")
+def _arrival_sqlite(element: _Arrival, compiler: Any, **kw: Any) -> str:
+    return "journal_turns.rowid"
+
+
+# Statements, built once: each run compiles them once (SQLAlchemy's compiled cache).
+_CLOSE_CUT_SHORT = update(runs).where(runs.c.ended_at.is_(None)).values(
+    ended_at=runs.c.heartbeat_at)
+_FORGET_TURNS = delete(turns).where(turns.c.ended_at < bindparam("before"),
+                                    turns.c.state.not_in(OPEN_STATES))
+_FORGET_RUNS = delete(runs).where(runs.c.ended_at < bindparam("before"))
+_NEW_RUN = insert(runs).returning(runs.c.id)
+_LAST_RUN = select(runs).order_by(runs.c.id.desc()).limit(1)
+_OPEN_TURNS = select(turns).where(turns.c.state.in_(OPEN_STATES)).order_by(
+    turns.c.created_at, _Arrival())
+_TAKE_OVER = update(turns).where(turns.c.id == bindparam("of_turn")).values(
+    state=bindparam("new_state"), run_id=bindparam("new_run"))
+_RECENT_CHATS = select(turns.c.chat).distinct().where(turns.c.created_at > bindparam("since"))
+_HEARTBEAT = update(runs).where(runs.c.id == bindparam("of_run")).values(
+    heartbeat_at=bindparam("at"))
+_CLEAN_END = update(runs).where(runs.c.id == bindparam("of_run")).values(
+    ended_at=bindparam("at"), heartbeat_at=bindparam("at"), clean=1)
+_TURN_START = update(turns).where(turns.c.id == bindparam("of_turn")).values(
+    state="running", started_at=bindparam("at"), attempt=bindparam("new_attempt"),
+    agent=bindparam("new_agent"), run_id=bindparam("new_run"),
+    agent_session_id=func.coalesce(bindparam("resume_id", type_=Text),
+                                   turns.c.agent_session_id))
+_AGENT_SESSION = update(turns).where(turns.c.id == bindparam("of_turn")).values(
+    agent_session_id=bindparam("session_id"))
+_TURN_END = update(turns).where(turns.c.id == bindparam("of_turn")).values(
+    state=bindparam("kind"), ended_at=bindparam("at"), outcome=bindparam("text"),
+    cost_usd=bindparam("cost"))
+
 
 def read_boot_id(path: str) -> str:
     """Linux's boot id; elsewhere the boot time, which also changes with every boot."""
@@ -103,6 +198,9 @@ class RecoveryJournal:
         self.hooks = context.hooks
         self.log = context.log
         self.store.migrate("journal", MIGRATIONS)
+        # a resumed turn keeps its original prompt and creation time
+        self._accept = self.store.upsert(turns, {}, key=["id"],
+                                         update=["state", "attempt", "run_id"])
         self.run_id: int | None = None
         self._recovering: set[str] = set()
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -113,30 +211,31 @@ class RecoveryJournal:
     async def on_ready(self, bot: Bot) -> None:
         now = self.clock.time()
         boot_id = read_boot_id(self.boot_id_file)
-        previous = self._last_run()
+        previous = await self.store.fetch_one(_LAST_RUN)
         kind = self._lifecycle_kind(previous, boot_id)
         downtime = None
         if previous is not None:
             downtime = max(0.0, now - (previous["ended_at"] or previous["heartbeat_at"]))
-        with self.store.transaction() as db:
+        store = self.store
+        async with store.transaction():
             # A run that never recorded its end was cut short: close its record now.
-            db.execute("UPDATE journal_runs SET ended_at = heartbeat_at WHERE ended_at IS NULL")
+            await store.execute(_CLOSE_CUT_SHORT)
             # Finished turns and runs older than keep_days go: the journal must not grow forever.
-            db.execute("DELETE FROM journal_turns WHERE ended_at < ? AND state NOT IN "
-                       "('queued', 'running', 'interrupted')", (now - self.keep,))
-            db.execute("DELETE FROM journal_runs WHERE ended_at < ?", (now - self.keep,))
-            cursor = db.execute(
-                "INSERT INTO journal_runs (boot_id, pid, started_at, heartbeat_at, lifecycle) "
-                "VALUES (?, ?, ?, ?, ?)", (boot_id, os.getpid(), now, now, kind))
-            self.run_id = cursor.lastrowid
-            plan = self._plan_recovery(now, kind)
+            await store.execute(_FORGET_TURNS, {"before": now - self.keep})
+            await store.execute(_FORGET_RUNS, {"before": now - self.keep})
+            run = await store.fetch_one(_NEW_RUN, {
+                "boot_id": boot_id, "pid": os.getpid(), "started_at": now, "heartbeat_at": now,
+                "lifecycle": kind})
+            assert run is not None
+            self.run_id = run["id"]
+            plan = await self._plan_recovery(now, kind)
         resuming = [turn for action, turn, _ in plan if action == "resume"]
         notes = (self.store.reset_note,) if self.store.reset_note else ()
         lifecycle = Lifecycle(
             kind=kind, boot_id=boot_id,
             previous_boot_id=previous["boot_id"] if previous else None,
             downtime=downtime, interrupted=len(plan), resuming=len(resuming), notes=notes,
-            recent_chats=self._recent_chats(now),
+            recent_chats=await self._recent_chats(now),
         )
         self.log.info("lifecycle: %s; %d interrupted turn(s), %d to resume",
                       kind, len(plan), len(resuming))
@@ -154,10 +253,6 @@ class RecoveryJournal:
                 await bot.enqueue(turn, announce=False)
         self._heartbeat_task = asyncio.ensure_future(self._beat())
 
-    def _last_run(self) -> dict[str, Any] | None:
-        rows = self.store.query("SELECT * FROM journal_runs ORDER BY id DESC LIMIT 1")
-        return rows[0] if rows else None
-
     @staticmethod
     def _lifecycle_kind(previous: dict[str, Any] | None, boot_id: str) -> str:
         if previous is None:
@@ -166,13 +261,11 @@ class RecoveryJournal:
             return "reboot"
         return "restarted" if previous["clean"] else "crashed"
 
-    def _plan_recovery(self, now: float, kind: str) -> list[tuple[str, Turn, str]]:
+    async def _plan_recovery(self, now: float, kind: str) -> list[tuple[str, Turn, str]]:
         """Decide each open turn's fate. A row's ``attempt`` is the last attempt that started
         (written before its spawn, so a turn that crashes Cadenza again and again runs out of
         attempts: no replay loop); a turn that never started keeps its attempt number."""
-        rows = self.store.query(
-            "SELECT * FROM journal_turns WHERE state IN (?, ?, ?) ORDER BY created_at, rowid",
-            OPEN_STATES)
+        rows = await self.store.fetch(_OPEN_TURNS)
         plan = []
         reason = _REASONS[kind]
         for row in rows:
@@ -194,87 +287,91 @@ class RecoveryJournal:
                     turn, attempt=attempt,
                     prompt=resume_prompt(row["prompt"], reason, bool(row["agent_session_id"])))
                 plan.append(("resume", resumed, ""))
-        self.store.executemany(
-            "UPDATE journal_turns SET state = ?, run_id = ? WHERE id = ?",
-            [("queued" if action == "resume" else "abandoned", self.run_id, turn.id)
-             for action, turn, _ in plan])
+        if plan:
+            await self.store.execute(_TAKE_OVER, [
+                {"new_state": "queued" if action == "resume" else "abandoned",
+                 "new_run": self.run_id, "of_turn": turn.id} for action, turn, _ in plan])
         self._recovering = {turn.id for action, turn, _ in plan if action == "resume"}
         return plan
 
-    def _recent_chats(self, now: float) -> tuple[ChatRef, ...]:
-        rows = self.store.execute(
-            "SELECT DISTINCT chat FROM journal_turns WHERE created_at > ?", (now - RECENT,))
-        return tuple(ChatRef.from_key(chat) for (chat,) in rows)
+    async def _recent_chats(self, now: float) -> tuple[ChatRef, ...]:
+        rows = await self.store.fetch(_RECENT_CHATS, {"since": now - RECENT})
+        return tuple(ChatRef.from_key(row["chat"]) for row in rows)
 
     async def _beat(self) -> None:
         # How long a crashed run was down is measured from its last heartbeat.
         while True:
             await self.clock.sleep(self.heartbeat)
-            self.store.execute("UPDATE journal_runs SET heartbeat_at = ? WHERE id = ?",
-                               (self.clock.time(), self.run_id))
+            await self.store.execute(_HEARTBEAT, {"at": self.clock.time(),
+                                                  "of_run": self.run_id})
 
     @hookimpl
-    def on_shutdown(self) -> None:
+    async def on_shutdown(self) -> None:
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
         if self.run_id is not None:
-            now = self.clock.time()
-            self.store.execute(
-                "UPDATE journal_runs SET ended_at = ?, heartbeat_at = ?, clean = 1 WHERE id = ?",
-                (now, now, self.run_id))
+            await self.store.execute(_CLEAN_END, {"at": self.clock.time(),
+                                                  "of_run": self.run_id})
 
     # --- the in-flight journal ---------------------------------------------------------
 
     @hookimpl
-    def on_turn_accepted(self, turn: Turn) -> None:
+    async def on_turn_accepted(self, turn: Turn) -> None:
         if turn.id in self._recovering:
             self._recovering.discard(turn.id)  # already written by the recovery plan
             return
-        self.store.execute(
-            "INSERT INTO journal_turns (id, chat, session, prompt, agent, agent_session_id, "
-            "attempt, state, created_at, run_id, user_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?) "
-            # a resumed turn keeps its original prompt and creation time
-            "ON CONFLICT(id) DO UPDATE SET state = 'queued', attempt = excluded.attempt, "
-            "run_id = excluded.run_id",
-            (turn.id, turn.chat.key, turn.session, turn.prompt, turn.agent, turn.resume_id,
-             turn.attempt, turn.created_at, self.run_id, turn.user_id))
+        await self.store.execute(self._accept, {
+            "id": turn.id, "chat": turn.chat.key, "session": turn.session, "prompt": turn.prompt,
+            "agent": turn.agent, "agent_session_id": turn.resume_id, "attempt": turn.attempt,
+            "state": "queued", "created_at": turn.created_at, "run_id": self.run_id,
+            "user_id": turn.user_id})
 
     @hookimpl
-    def on_turn_start(self, turn: Turn) -> None:
-        self.store.execute(
-            "UPDATE journal_turns SET state = 'running', started_at = ?, attempt = ?, agent = ?, "
-            "agent_session_id = COALESCE(?, agent_session_id), run_id = ? WHERE id = ?",
-            (self.clock.time(), turn.attempt, turn.agent, turn.resume_id, self.run_id, turn.id))
+    async def on_turn_start(self, turn: Turn) -> None:
+        # awaited by the core before the agent is spawned: a crash from here on finds the
+        # turn ``running`` with this attempt
+        await self.store.execute(_TURN_START, {
+            "at": self.clock.time(), "new_attempt": turn.attempt, "new_agent": turn.agent,
+            "resume_id": turn.resume_id, "new_run": self.run_id, "of_turn": turn.id})
 
     @hookimpl
-    def on_stream_event(self, event: StreamEvent) -> None:
+    async def on_stream_event(self, event: StreamEvent) -> None:
         if session_id := event.new_agent_session:
-            self.store.execute("UPDATE journal_turns SET agent_session_id = ? WHERE id = ?",
-                               (session_id, event.turn.id))
+            await self.store.execute(_AGENT_SESSION, {"session_id": session_id,
+                                                      "of_turn": event.turn.id})
         elif event.terminal:
-            self.store.execute(
-                "UPDATE journal_turns SET state = ?, ended_at = ?, outcome = ?, cost_usd = ? "
-                "WHERE id = ?",
-                (event.kind, self.clock.time(), event.text[:2000] or None, event.cost_usd,
-                 event.turn.id))
+            await self.store.execute(_TURN_END, {
+                "kind": event.kind, "at": self.clock.time(), "text": event.text[:2000] or None,
+                "cost": event.cost_usd, "of_turn": event.turn.id})
 
     # --- cadenza status --------------------------------------------------------------
 
     @hookimpl
     def report_status(self) -> dict[str, Any]:
-        runs = self.store.query(
-            "SELECT id, lifecycle, boot_id, pid, datetime(started_at, 'unixepoch') AS started, "
-            "datetime(ended_at, 'unixepoch') AS ended, clean FROM journal_runs "
-            "ORDER BY id DESC LIMIT 5")
-        counts = dict(self.store.execute(
-            "SELECT state, count(*) FROM journal_turns GROUP BY state").fetchall())
-        open_turns = self.store.query(
-            "SELECT id, chat, session, state, attempt, substr(prompt, 1, 60) AS prompt "
-            "FROM journal_turns WHERE state IN ('queued', 'running', 'interrupted', "
-            "'abandoned') ORDER BY created_at DESC LIMIT 50")
-        resumed = self.store.query(
-            "SELECT id, chat, state, attempt, substr(prompt, 1, 60) AS prompt FROM journal_turns "
-            "WHERE attempt > 1 ORDER BY created_at DESC LIMIT 20")
-        return {"runs": runs, "turns": counts, "unfinished_turns": open_turns,
-                "resumed_turns": resumed}
+        store = self.store  # the command line's: no loop runs there
+        last_runs = [
+            {"id": row["id"], "lifecycle": row["lifecycle"], "boot_id": row["boot_id"],
+             "pid": row["pid"], "started": _utc(row["started_at"]),
+             "ended": _utc(row["ended_at"]), "clean": row["clean"]}
+            for row in store.fetch_sync(_STATUS_RUNS)]
+        counts = {row["state"]: row["count"] for row in store.fetch_sync(_STATUS_COUNTS)}
+        return {"runs": last_runs, "turns": counts,
+                "unfinished_turns": store.fetch_sync(_STATUS_UNFINISHED),
+                "resumed_turns": store.fetch_sync(_STATUS_RESUMED)}
+
+
+_PROMPT_HEAD = func.substr(turns.c.prompt, 1, 60).label("prompt")
+_STATUS_RUNS = select(runs).order_by(runs.c.id.desc()).limit(5)
+_STATUS_COUNTS = select(turns.c.state, func.count().label("count")).group_by(turns.c.state)
+_STATUS_UNFINISHED = select(
+    turns.c.id, turns.c.chat, turns.c.session, turns.c.state, turns.c.attempt, _PROMPT_HEAD,
+).where(turns.c.state.in_(("queued", "running", "interrupted", "abandoned"))).order_by(
+    turns.c.created_at.desc()).limit(50)
+_STATUS_RESUMED = select(
+    turns.c.id, turns.c.chat, turns.c.state, turns.c.attempt, _PROMPT_HEAD,
+).where(turns.c.attempt > 1).order_by(turns.c.created_at.desc()).limit(20)
+
+
+def _utc(at: float | None) -> str | None:
+    """A time as ``cadenza status`` shows it: UTC, to the second."""
+    return None if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import time
 from typing import Any
 
 from cadenza import api
@@ -26,6 +27,19 @@ from cadenza.api import (
     duration,
     first_line,
     hookimpl,
+)
+from sqlalchemy import (
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    bindparam,
+    case,
+    func,
+    select,
+    update,
 )
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -57,6 +71,50 @@ MIGRATIONS = [
     """,
 ]
 
+# The table as MIGRATIONS leave it.
+metadata = MetaData()
+sessions = Table(
+    "sessions", metadata,
+    Column("chat", Text, primary_key=True),
+    Column("name", Text, primary_key=True),
+    Column("agent", Text, nullable=False),
+    Column("agent_session_id", Text),
+    Column("last_prompt", Text, nullable=False, server_default=""),
+    Column("state", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_used", Float, nullable=False),
+    Column("turns", Integer, nullable=False, server_default="0"),
+    Column("last_cost", Float),
+)
+_c = sessions.c
+_THIS = (_c.chat == bindparam("of_chat")) & (_c.name == bindparam("of_name"))
+
+# Statements, built once: each run compiles them once (SQLAlchemy's compiled cache).
+_CONTINUED = select(_c.chat, _c.name, _c.agent, _c.agent_session_id).where(
+    _c.state != "ended", _c.agent_session_id.is_not(None))
+_LAST_PROMPT = select(_c.last_prompt).where(_THIS)
+_AGENT_SESSION = update(sessions).where(_THIS).values(agent_session_id=bindparam("session_id"))
+_TURN_END = update(sessions).where(_THIS).values(
+    state=case((_c.state == "ended", "ended"), else_="idle"),
+    last_used=bindparam("at"), last_cost=func.coalesce(bindparam("cost", type_=Float),
+                                                       _c.last_cost))
+_NOT_RESUMED = update(sessions).where(_THIS, _c.state == "running").values(state="idle")
+_OPEN_COUNT = select(func.count().label("count")).where(
+    _c.chat == bindparam("of_chat"), _c.state != "ended")
+_NAMES = select(_c.name).where(_c.chat == bindparam("of_chat"))
+_ROW = select(sessions).where(_THIS)
+_END = update(sessions).where(_THIS).values(state="ended")
+_LISTING = select(
+    _c.name, _c.state, _c.created_at, _c.last_used, _c.last_prompt, _c.turns, _c.last_cost,
+).where(_c.chat == bindparam("of_chat"), _c.name != "").order_by(
+    _c.state == "ended", _c.last_used.desc()).limit(50)
+_IDLE = select(_c.chat, _c.name).where(_c.state == "idle", _c.name != "",
+                                       _c.last_used < bindparam("before"))
+_STATUS = select(
+    _c.chat, _c.name, _c.state, _c.turns, func.substr(_c.last_prompt, 1, 60).label(
+        "last_prompt"), _c.last_used,
+).where(_c.name != "").order_by(_c.last_used.desc()).limit(100)
+
 
 class NamedSessions:
     def __init__(self, context: PluginContext) -> None:
@@ -68,19 +126,20 @@ class NamedSessions:
         self.clock = context.clock
         self.log = context.log
         self.store.migrate("sessions", MIGRATIONS)
+        self._accept = self.store.upsert(
+            sessions, {}, key=["chat", "name"],
+            update=["last_prompt", "state", "agent", "last_used"],
+            update_with={"turns": _c.turns + 1})
         self.bot: Bot | None = None
         self._expiry: asyncio.Task[None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------
 
     @hookimpl
-    def on_start(self, bot: Bot) -> None:
+    async def on_start(self, bot: Bot) -> None:
         self.bot = bot
         # Conversations continue across restarts: lanes start from the stored agent session.
-        for row in self.store.query(
-            "SELECT chat, name, agent, agent_session_id FROM sessions WHERE state != 'ended' "
-            "AND agent_session_id IS NOT NULL"
-        ):
+        for row in await self.store.fetch(_CONTINUED):
             bot.continue_conversation(ChatRef.from_key(row["chat"]), row["name"],
                                       row["agent_session_id"], row["agent"])
         self._expiry = asyncio.ensure_future(self._expire_idle())
@@ -101,40 +160,34 @@ class NamedSessions:
     # --- records --------------------------------------------------------------------
 
     @hookimpl
-    def on_turn_accepted(self, turn: Turn) -> None:
+    async def on_turn_accepted(self, turn: Turn) -> None:
         now = self.clock.time()
-        self.store.execute(
-            "INSERT INTO sessions (chat, name, agent, last_prompt, state, created_at, last_used, "
-            "turns) VALUES (?, ?, ?, ?, 'running', ?, ?, 1) ON CONFLICT(chat, name) DO UPDATE "
-            "SET last_prompt = excluded.last_prompt, state = 'running', agent = excluded.agent, "
-            "last_used = excluded.last_used, turns = turns + 1",
-            (turn.chat.key, turn.session, turn.agent, turn.prompt if turn.attempt == 1 else
-             self._last_prompt(turn), now, now))
+        prompt = turn.prompt if turn.attempt == 1 else await self._last_prompt(turn)
+        await self.store.execute(self._accept, {
+            "chat": turn.chat.key, "name": turn.session, "agent": turn.agent,
+            "last_prompt": prompt, "state": "running", "created_at": now, "last_used": now,
+            "turns": 1})
 
-    def _last_prompt(self, turn: Turn) -> str:
+    async def _last_prompt(self, turn: Turn) -> str:
         # a resumed turn's prompt carries the journal's note; keep the user's own words
-        row = self.store.execute("SELECT last_prompt FROM sessions WHERE chat = ? AND name = ?",
-                                 (turn.chat.key, turn.session)).fetchone()
-        return row[0] if row else turn.prompt
+        row = await self.store.fetch_one(_LAST_PROMPT, {"of_chat": turn.chat.key,
+                                                        "of_name": turn.session})
+        return row["last_prompt"] if row else turn.prompt
 
     @hookimpl
-    def on_stream_event(self, event: StreamEvent) -> None:
+    async def on_stream_event(self, event: StreamEvent) -> None:
+        this = {"of_chat": event.turn.chat.key, "of_name": event.turn.session}
         if session_id := event.new_agent_session:
-            self.store.execute(
-                "UPDATE sessions SET agent_session_id = ? WHERE chat = ? AND name = ?",
-                (session_id, event.turn.chat.key, event.turn.session))
+            await self.store.execute(_AGENT_SESSION, {**this, "session_id": session_id})
         elif event.terminal and event.kind != api.INTERRUPTED:
-            self.store.execute(
-                "UPDATE sessions SET state = CASE state WHEN 'ended' THEN 'ended' ELSE 'idle' END, "
-                "last_used = ?, last_cost = COALESCE(?, last_cost) WHERE chat = ? AND name = ?",
-                (self.clock.time(), event.cost_usd, event.turn.chat.key, event.turn.session))
+            await self.store.execute(_TURN_END, {**this, "at": self.clock.time(),
+                                                 "cost": event.cost_usd})
 
     @hookimpl
-    def on_recover(self, recovery: Recovery) -> None:
+    async def on_recover(self, recovery: Recovery) -> None:
         if recovery.action != "resume":
-            self.store.execute(
-                "UPDATE sessions SET state = 'idle' WHERE chat = ? AND name = ? AND state = "
-                "'running'", (recovery.turn.chat.key, recovery.turn.session))
+            await self.store.execute(_NOT_RESUMED, {"of_chat": recovery.turn.chat.key,
+                                                    "of_name": recovery.turn.session})
 
     # --- commands ---------------------------------------------------------------------
 
@@ -151,7 +204,7 @@ class NamedSessions:
                              "/session - PROMPT picks a name; /sessions lists them.")
             return
         if head == AUTO:
-            head = self._new_name(chat)
+            head = await self._new_name(chat)
         problem = self._name_problem(head)
         if problem:
             await bot.notify(chat, problem, kind="error")
@@ -160,9 +213,9 @@ class NamedSessions:
             await bot.notify(chat, f"What should session {head} do? Send /session {head} PROMPT.",
                              kind="error")
             return
-        row = self._row(chat, head)
+        row = await self._row(chat, head)
         if row is None or row["state"] == "ended":
-            if self._open_count(chat) >= self.max_per_chat:
+            if await self._open_count(chat) >= self.max_per_chat:
                 await bot.notify(chat, f"This chat has {self.max_per_chat} sessions, the most "
                                  "it may have; end one first (/sessions lists them, /session "
                                  "end NAME ends one).", kind="error")
@@ -173,11 +226,9 @@ class NamedSessions:
                              f"Follow up with @{head} PROMPT; /sessions lists them.")
         await bot.submit(chat, rest, session=head, user_id=message.user_id)
 
-    def _open_count(self, chat: ChatRef) -> int:
-        (count,) = self.store.execute(
-            "SELECT count(*) FROM sessions WHERE chat = ? AND state != 'ended'", (chat.key,)
-        ).fetchone()
-        return int(count)
+    async def _open_count(self, chat: ChatRef) -> int:
+        row = await self.store.fetch_one(_OPEN_COUNT, {"of_chat": chat.key})
+        return int(row["count"]) if row else 0
 
     def _name_problem(self, name: str) -> str | None:
         if name in RESERVED:
@@ -187,9 +238,8 @@ class NamedSessions:
                     f"'_', starting with a letter or digit; {name[:40]!r} is not one.")
         return None
 
-    def _new_name(self, chat: ChatRef) -> str:
-        taken = {row["name"] for row in self.store.query(
-            "SELECT name FROM sessions WHERE chat = ?", (chat.key,))}
+    async def _new_name(self, chat: ChatRef) -> str:
+        taken = {row["name"] for row in await self.store.fetch(_NAMES, {"of_chat": chat.key})}
         rng = random.Random()
         for _ in range(100):
             name = f"{rng.choice(_ADJECTIVES)}-{rng.choice(_NOUNS)}"
@@ -197,13 +247,11 @@ class NamedSessions:
                 return name
         return f"session-{len(taken) + 1}"
 
-    def _row(self, chat: ChatRef, name: str) -> dict[str, Any] | None:
-        rows = self.store.query("SELECT * FROM sessions WHERE chat = ? AND name = ?",
-                                (chat.key, name))
-        return rows[0] if rows else None
+    async def _row(self, chat: ChatRef, name: str) -> dict[str, Any] | None:
+        return await self.store.fetch_one(_ROW, {"of_chat": chat.key, "of_name": name})
 
     async def _end(self, bot: Bot, chat: ChatRef, name: str) -> None:
-        row = self._row(chat, name) if name else None
+        row = await self._row(chat, name) if name else None
         if row is None or not name:
             await bot.notify(chat, f"No session named {name!r} here; /sessions lists them.",
                              kind="error")
@@ -212,18 +260,14 @@ class NamedSessions:
         await bot.notify(chat, f"■ session {name} ended.")
 
     async def _end_session(self, bot: Bot, chat: ChatRef, name: str, why: str) -> None:
-        self.store.execute("UPDATE sessions SET state = 'ended' WHERE chat = ? AND name = ?",
-                           (chat.key, name))
+        await self.store.execute(_END, {"of_chat": chat.key, "of_name": name})
         await bot.end_conversation(chat, name, why)
 
     async def cmd_sessions(self, bot: Bot, message: ChatMessage, args: str) -> None:
-        await bot.notify(message.chat, self.listing(message.chat), kind="status")
+        await bot.notify(message.chat, await self.listing(message.chat), kind="status")
 
-    def listing(self, chat: ChatRef) -> str:
-        rows = self.store.query(
-            "SELECT name, state, created_at, last_used, last_prompt, turns, last_cost "
-            "FROM sessions WHERE chat = ? AND name != '' ORDER BY state = 'ended', last_used DESC "
-            "LIMIT 50", (chat.key,))
+    async def listing(self, chat: ChatRef) -> str:
+        rows = await self.store.fetch(_LISTING, {"of_chat": chat.key})
         if not rows:
             return "No named sessions yet. Start one with /session NAME PROMPT."
         now = self.clock.time()
@@ -246,9 +290,7 @@ class NamedSessions:
     async def expire_idle(self) -> None:
         """End sessions idle longer than ``idle_timeout``, and tell their chats."""
         cutoff = self.clock.time() - self.idle_timeout
-        rows = self.store.query(
-            "SELECT chat, name FROM sessions WHERE state = 'idle' AND name != '' "
-            "AND last_used < ?", (cutoff,))
+        rows = await self.store.fetch(_IDLE, {"before": cutoff})
         for row in rows:
             chat = ChatRef.from_key(row["chat"])
             if self.bot is None:
@@ -261,8 +303,7 @@ class NamedSessions:
 
     @hookimpl
     def report_status(self) -> dict[str, Any]:
-        rows = self.store.query(
-            "SELECT chat, name, state, turns, substr(last_prompt, 1, 60) AS last_prompt, "
-            "datetime(last_used, 'unixepoch') AS last_used FROM sessions WHERE name != '' "
-            "ORDER BY last_used DESC LIMIT 100")
+        rows = self.store.fetch_sync(_STATUS)  # the command line's: no loop runs there
+        for row in rows:  # shown as UTC, to the second
+            row["last_used"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row["last_used"]))
         return {"sessions": rows}

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 from cadenza.api import ChatMessage, ChatRef, hookimpl
-from cadenza.app import agent_workdir, instance_lock
+from cadenza.app import agent_workdir, instance_lock, plugin_health
 from cadenza.config import Config, ConfigError
+from cadenza.plugins.journal import turns
 from cadenza.secrets import install_redaction, register_secret
 from cadenza.state import StateError, Store, private_dir
 from conftest import CHAT, agent_config
+from sqlalchemy import column, insert, select, table
 
 pytestmark = pytest.mark.usefixtures("agent_path")
 
@@ -102,8 +104,8 @@ async def test_hostile_text_is_journaled_and_run(start_app, text) -> None:
     (end,) = await h.recorder.finished()
     assert end.kind == "completed"
     assert end.turn.prompt == text.replace("\ud800", "\ufffd")
-    row = h.app.store.query("SELECT prompt, state FROM journal_turns WHERE id = ?",
-                            (end.turn.id,))[0]
+    row = await h.app.store.fetch_one(
+        select(turns.c.prompt, turns.c.state).where(turns.c.id == end.turn.id))
     assert row == {"prompt": end.turn.prompt, "state": "completed"}
 
 
@@ -170,8 +172,8 @@ def test_state_is_private_and_the_lock_follows_no_symlink(tmp_path: Path) -> Non
     state = tmp_path / "state"
     with instance_lock(state):
         store = Store.in_dir(state)
-        store.execute("CREATE TABLE t (x)")
-        store.execute("INSERT INTO t VALUES (1)")
+        store.migrate("t", ["CREATE TABLE t (x INTEGER)"])
+        store.execute_sync(insert(table("t", column("x"))).values(x=1))
         modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in state.iterdir()}
         store.close()
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
@@ -255,7 +257,7 @@ async def test_plugin_failures_are_stored_redacted(start_app) -> None:
     h = await start_app(agent_config("claude"), leaky=Leaky())
     await h.say("say hi")
     await h.recorder.finished()
-    (problem,) = [row["problem"] for row in h.app.store.query("SELECT * FROM plugin_health")]
+    (problem,) = [row["problem"] for row in await h.app.store.fetch(select(plugin_health))]
     assert token not in problem and "[redacted]" in problem
 
 

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import test_telegram
 from cadenza.frontends.telegram.markup import to_html
+from cadenza.plugins.journal import turns
+from sqlalchemy import select
 from test_telegram import DONE, GROUP, USER, containing, eventually
 from test_telegram_access import hidden_user, spy_on_handle
 
@@ -144,8 +146,8 @@ async def test_hostile_text_is_journaled_and_run_or_clearly_refused(start, serve
         server.push_text(USER, USER, prompt)
     ends = await h.recorder.finished(len(prompts), timeout=30)
     by_kind = dict(zip(prompts, ends, strict=True))
-    rows = {row["id"]: row for row in h.app.store.query(
-        "SELECT id, prompt, state FROM journal_turns")}
+    rows = {row["id"]: row for row in await h.app.store.fetch(
+        select(turns.c.id, turns.c.prompt, turns.c.state))}
     for name, end in by_kind.items():
         assert rows[end.turn.id]["state"] == end.kind, name  # journaled, to its end
     assert by_kind["surrogate"].kind == "completed"

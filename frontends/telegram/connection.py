@@ -35,7 +35,7 @@ from cadenza.frontends.telegram.egress import (
     SendError,
 )
 from cadenza.frontends.telegram.inbound import Inbound, dispatcher
-from cadenza.frontends.telegram.ledger import Ledger
+from cadenza.frontends.telegram.ledger import Ledger, LiveMessage
 from cadenza.frontends.telegram.outbox import Outbox
 from cadenza.frontends.telegram.pacing import Pacing
 from cadenza.frontends.telegram.polling import Poller
@@ -72,8 +72,8 @@ class Connection:
                              per_second=settings.messages_per_second)
         self.ready = asyncio.Event()  # connected: outboxes may send
         self.ledger = Ledger(store, log)
-        self.left_over = self.ledger.left_over()  # buttons a crashed run could not remove
-        self.live_left_over = self.ledger.live_left_over()  # and its unfinished live messages
+        self.left_over: list[tuple[int, int]] = []  # buttons a crashed run could not remove
+        self.live_left_over: list[LiveMessage] = []  # and its unfinished live messages
         self.recoveries: dict[str, Recovery] = {}  # turn id → how the journal recovers it
         self.recovered = asyncio.Event()  # every recovery was reported (on_ready)
         self.outboxes: dict[int, Outbox] = {}
@@ -108,6 +108,9 @@ class Connection:
         self._prune_at = max(PRUNE_AT, 2 * len(self.outboxes))
 
     async def _run(self, core: Bot) -> None:
+        # read before anything is sent: outboxes wait for ``ready``
+        self.left_over = await self.ledger.left_over()
+        self.live_left_over = await self.ledger.live_left_over()
         me = await connect(self.client, self.settings, self.clock, self.log)
         self.log.info("telegram: connected to %s as @%s", self.settings.api_base, me.username)
         self.inbound = Inbound(core, self.client, me, self.access, self.refusals, self.clock,
@@ -162,7 +165,7 @@ class Connection:
             else:
                 await self._fix(chat_id, message_id, lambda c, m, plain:
                                 self.api.clear_buttons(c, m))
-            self.ledger.remove([(chat_id, message_id)])
+            await self.ledger.remove([(chat_id, message_id)])
         self.recoveries.clear()
         if self.left_over or live:
             self.log.info("telegram: finished %d message(s) left by the previous run",

@@ -16,7 +16,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Column, Integer, MetaData, Table, Text, bindparam, delete, select
 
 if TYPE_CHECKING:  # internal types; plugins use cadenza.api at run time
     from cadenza.api import Store
@@ -29,6 +31,31 @@ MIGRATIONS = [
     "turn_id TEXT NOT NULL, html TEXT NOT NULL, plain TEXT NOT NULL, "
     "PRIMARY KEY (chat_id, message_id))",
 ]
+
+# The tables as MIGRATIONS leave them.
+metadata = MetaData()
+buttons = Table(
+    "telegram_buttons", metadata,
+    Column("chat_id", Integer, primary_key=True, autoincrement=False),
+    Column("message_id", Integer, primary_key=True, autoincrement=False),
+)
+live = Table(
+    "telegram_live", metadata,
+    Column("chat_id", Integer, primary_key=True, autoincrement=False),
+    Column("message_id", Integer, primary_key=True, autoincrement=False),
+    Column("turn_id", Text, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("plain", Text, nullable=False),
+)
+
+_FORGET_BUTTONS = delete(buttons).where(buttons.c.chat_id == bindparam("of_chat"),
+                                        buttons.c.message_id == bindparam("of_message"))
+_FORGET_LIVE = delete(live).where(live.c.chat_id == bindparam("of_chat"),
+                                  live.c.message_id == bindparam("of_message"))
+_BUTTONS = select(buttons.c.chat_id, buttons.c.message_id).order_by(
+    buttons.c.chat_id, buttons.c.message_id)
+_LIVE = select(live.c.chat_id, live.c.message_id, live.c.turn_id, live.c.html,
+               live.c.plain).order_by(live.c.chat_id, live.c.message_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,42 +74,49 @@ class Ledger:
         self.store = store
         self.log = log
         store.migrate("telegram", MIGRATIONS)
+        self._add = store.upsert(buttons, {}, key=["chat_id", "message_id"], update=[])
+        self._remember = store.upsert(live, {}, key=["chat_id", "message_id"],
+                                      update=["turn_id", "html", "plain"])
 
-    def add(self, chat_id: int, message_id: int) -> None:
-        self._write("INSERT OR IGNORE INTO telegram_buttons VALUES (?, ?)",
-                    [(chat_id, message_id)])
+    async def add(self, chat_id: int, message_id: int) -> None:
+        await self._write(self._add, [{"chat_id": chat_id, "message_id": message_id}])
 
-    def remember(self, live: LiveMessage) -> None:
+    async def remember(self, message: LiveMessage) -> None:
         """What a turn's live message shows now."""
-        self._write("INSERT OR REPLACE INTO telegram_live VALUES (?, ?, ?, ?, ?)",
-                    [(live.chat_id, live.message_id, live.turn_id, live.html, live.plain)])
+        await self._write(self._remember, [{
+            "chat_id": message.chat_id, "message_id": message.message_id,
+            "turn_id": message.turn_id, "html": message.html, "plain": message.plain}])
 
-    def forget_live(self, chat_id: int, message_id: int) -> None:
+    async def forget_live(self, chat_id: int, message_id: int) -> None:
         """The message is no longer a live one (its answer went on in the next message)."""
-        self._write("DELETE FROM telegram_live WHERE chat_id = ? AND message_id = ?",
-                    [(chat_id, message_id)])
+        await self._write(_FORGET_LIVE, [{"of_chat": chat_id, "of_message": message_id}])
 
-    def remove(self, messages: Iterable[tuple[int, int]]) -> None:
-        rows = list(messages)
-        self._write("DELETE FROM telegram_buttons WHERE chat_id = ? AND message_id = ?", rows)
-        self._write("DELETE FROM telegram_live WHERE chat_id = ? AND message_id = ?", rows)
+    async def remove(self, messages: Iterable[tuple[int, int]]) -> None:
+        rows = [{"of_chat": chat_id, "of_message": message_id}
+                for chat_id, message_id in messages]
+        await self._write(_FORGET_BUTTONS, rows)
+        await self._write(_FORGET_LIVE, rows)
 
-    def left_over(self) -> list[tuple[int, int]]:
+    async def left_over(self) -> list[tuple[int, int]]:
         """Messages a previous run left with buttons: (chat id, message id)."""
-        rows = self.store.query("SELECT chat_id, message_id FROM telegram_buttons "
-                                "ORDER BY chat_id, message_id")
+        rows = await self._read(_BUTTONS)
         return [(row["chat_id"], row["message_id"]) for row in rows]
 
-    def live_left_over(self) -> list[LiveMessage]:
+    async def live_left_over(self) -> list[LiveMessage]:
         """Live messages a previous run could not finish."""
-        rows = self.store.query("SELECT chat_id, message_id, turn_id, html, plain FROM "
-                                "telegram_live ORDER BY chat_id, message_id")
-        return [LiveMessage(**row) for row in rows]
+        return [LiveMessage(**row) for row in await self._read(_LIVE)]
 
-    def _write(self, sql: str, rows: list[tuple[object, ...]]) -> None:
+    async def _read(self, statement: Any) -> list[dict[str, Any]]:
+        try:
+            return await self.store.fetch(statement)
+        except Exception as exc:  # then there is nothing to clean up, and delivery goes on
+            self.log.warning("telegram: could not read the messages left with buttons: %s", exc)
+            return []
+
+    async def _write(self, statement: Any, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
         try:
-            self.store.executemany(sql, rows)
+            await self.store.execute(statement, rows)
         except Exception as exc:  # a bookkeeping failure must not stop a delivery
             self.log.warning("telegram: could not record messages with buttons: %s", exc)

@@ -136,18 +136,18 @@ class Outbox:
     async def _run(self) -> None:
         await self.ready.wait()
         while True:
-            job = self._next()
+            job = await self._next()
             if job is None:
                 self.idle.set()
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             await self.pacing.slot(self.pace)
-            job = self._next()  # render what is there now, not what was there before the wait
+            job = await self._next()  # render what is there now, not what was there before the wait
             if job is not None:
                 await self._attempt(job)
 
-    def _next(self) -> Job | None:
+    async def _next(self) -> Job | None:
         """The most overdue thing to do; drops views that are finished and shown."""
         best: Job | None = None
         for tracked in list(self.items):
@@ -156,22 +156,22 @@ class Outbox:
             except Exception:  # a rendering bug must not stop the chat's other messages
                 self.log.exception("telegram: cannot render a message for chat %s; dropped",
                                    self.chat_id)
-                self._forget(tracked)
+                await self._forget(tracked)
                 continue
             if job is None:
                 tracked.pending_since = None
                 if tracked.view.finished:
-                    self._forget(tracked)
+                    await self._forget(tracked)
                 continue
             since = tracked.pending_since if tracked.pending_since is not None else 0.0
             if best is None or since < (best.tracked.pending_since or 0.0):
                 best = job
         return best
 
-    def _forget(self, tracked: Tracked) -> None:
+    async def _forget(self, tracked: Tracked) -> None:
         self.items.remove(tracked)
         if self.ledger is not None and tracked.buttons:
-            self.ledger.remove(tracked.buttons)
+            await self.ledger.remove(tracked.buttons)
 
     @staticmethod
     def _job_for(tracked: Tracked) -> Job | None:
@@ -207,7 +207,7 @@ class Outbox:
             self.log.warning("telegram: chat %s is unavailable (%s); dropping %d message(s)",
                              self.chat_id, gone, len(self.items))
             for item in list(self.items):
-                self._forget(item)
+                await self._forget(item)
         except Exception:
             delay = max(0.0, next(self.backoff))
             self.log.exception("telegram: unexpected error in chat %s; retrying in %.1f s",
@@ -227,16 +227,16 @@ class Outbox:
             tracked.ids[index] = message_id = await self._send(tracked, out)
             if out.buttons and message_id != LOST and self.ledger is not None:
                 tracked.buttons.append((self.chat_id, message_id))
-                self.ledger.add(self.chat_id, message_id)
-                self._remember(tracked, message_id, out)
+                await self.ledger.add(self.chat_id, message_id)
+                await self._remember(tracked, message_id, out)
         else:
             message_id = tracked.ids[index]
-            self._remember(tracked, message_id, out)  # before the edit: a crash may follow
+            await self._remember(tracked, message_id, out)  # before the edit: a crash may follow
             try:
                 await self._edit(tracked, message_id, out)
                 sealed = out.live is None and tracked.live.pop(message_id, None) is not None
                 if sealed and self.ledger is not None:  # the answer goes on below it
-                    self.ledger.forget_live(self.chat_id, message_id)
+                    await self.ledger.forget_live(self.chat_id, message_id)
             except (Gone, Rejected) as exc:
                 # deleted by someone, too old to edit, or refused: say it in a new message
                 self.log.info("telegram: chat %s: cannot edit message %s (%s); sending anew",
@@ -245,14 +245,14 @@ class Outbox:
                 return
         tracked.shown[index] = out
 
-    def _remember(self, tracked: Tracked, message_id: int, out: Outgoing) -> None:
+    async def _remember(self, tracked: Tracked, message_id: int, out: Outgoing) -> None:
         """Put a live message's text on record when it changed (see ``ledger``)."""
         if out.live is None or self.ledger is None or tracked.live.get(message_id) == (
                 out.live[2]):
             return
         turn_id, html, plain = out.live
         tracked.live[message_id] = plain
-        self.ledger.remember(LiveMessage(self.chat_id, message_id, turn_id, html, plain))
+        await self.ledger.remember(LiveMessage(self.chat_id, message_id, turn_id, html, plain))
 
     async def _send(self, tracked: Tracked, out: Outgoing) -> int:
         send = self.api.send if out.document is None else self.api.send_document
