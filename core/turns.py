@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -56,8 +57,14 @@ class TurnRunner:
         self.agent_session_id: str | None = turn.resume_id
         self.result: StreamEvent | None = None
         self._seq = 0
-        self._emitting = asyncio.Lock()  # one event at a time, in sequence order
-        self._posting: set[asyncio.Task[None]] = set()
+        # One event is handed to the plugins at a time, in sequence order. The agent's events
+        # come from one task; plugins' posts wait in _posted and go out after the event being
+        # dispatched, or from a task of their own when the agent is quiet. A flag, not a lock:
+        # this runs for every line the agent prints.
+        self._dispatching = False
+        self._posted: deque[tuple[str, str, Mapping[str, Any] | None]] = deque()
+        self._posts_task: asyncio.Task[None] | None = None
+        self._idle_waiters: list[asyncio.Future[None]] = []
         self._stop_kind: str | None = None
         self._stop_reason = ""
         self._stop_data: dict[str, Any] = {}
@@ -77,8 +84,14 @@ class TurnRunner:
         return event
 
     async def emit(self, kind: str, text: str = "", data: Mapping[str, Any] | None = None) -> None:
-        async with self._emitting:
+        if self._dispatching:
+            await self._idle()
+        self._dispatching = True
+        try:
             await self.relay.call("on_stream_event", event=self.event(kind, text, data))
+            await self._flush_posts()
+        finally:
+            self._done_dispatching()
 
     def post(self, kind: str, text: str = "", data: Mapping[str, Any] | None = None) -> None:
         """Add an event to this turn's stream from outside it (a plugin's warning or
@@ -86,14 +99,39 @@ class TurnRunner:
         once the terminal event has gone out, which stays the last."""
         if self.result is not None:
             return
-        task = asyncio.ensure_future(self._post(kind, text, data))
-        self._posting.add(task)
-        task.add_done_callback(self._posting.discard)
+        self._posted.append((kind, text, data))
+        if not self._dispatching and self._posts_task is None:
+            self._posts_task = asyncio.ensure_future(self._deliver_posts())
 
-    async def _post(self, kind: str, text: str, data: Mapping[str, Any] | None) -> None:
-        async with self._emitting:
-            if self.result is None:
-                await self.relay.call("on_stream_event", event=self.event(kind, text, data))
+    async def _deliver_posts(self) -> None:
+        try:
+            if self._dispatching:
+                return  # the event being dispatched takes them along
+            self._dispatching = True
+            try:
+                await self._flush_posts()
+            finally:
+                self._done_dispatching()
+        finally:
+            self._posts_task = None
+
+    async def _flush_posts(self) -> None:
+        while self._posted and self.result is None:
+            kind, text, data = self._posted.popleft()
+            await self.relay.call("on_stream_event", event=self.event(kind, text, data))
+
+    async def _idle(self) -> None:
+        while self._dispatching:
+            waiter = asyncio.get_running_loop().create_future()
+            self._idle_waiters.append(waiter)
+            await waiter
+
+    def _done_dispatching(self) -> None:
+        self._dispatching = False
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def send(self, text: str) -> bool:
         """Write ``text`` to the agent's control channel (an agent launched with
@@ -136,10 +174,16 @@ class TurnRunner:
                 await self.emit(events.TEXT, tail, {"tail": True})
             data = {**data, **capped}
         data = {**data, "elapsed": self.elapsed, "agent_session_id": self.agent_session_id}
-        async with self._emitting:
+        if self._dispatching:
+            await self._idle()
+        self._dispatching = True
+        try:
+            await self._flush_posts()  # what plugins posted before the end still goes out
             self.result = StreamEvent(self.turn, self._seq, kind, text, data)
             self._seq += 1
             await self.relay.call("on_stream_event", event=self.result)
+        finally:
+            self._done_dispatching()
         return self.result
 
     async def _run_agent(self) -> tuple[str, str, Mapping[str, Any]]:

@@ -26,10 +26,11 @@ NO_DATA: Mapping[str, Any] = {}
 UNPARSED: Mapping[str, Any] = {"unparsed": True}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Parsed:
     """What a parser makes of the agent's output; the runner adds the turn and the sequence
-    number to make it a StreamEvent. Fields are read by name, so more can be added later."""
+    number to make it a StreamEvent. Fields are read by name, so more can be added later.
+    (Not frozen: one is made per output line, and a frozen dataclass is slower to build.)"""
 
     kind: str
     text: str = ""
