@@ -91,6 +91,18 @@ async def test_spending_is_kept_in_the_store_across_a_restart(cadenza_app) -> No
         "$0.0123 of $1.00 spent over 1 turn, $0.99 left" in t for t in h.frontend.notice_texts()))
 
 
+async def test_turns_ending_together_all_count(cadenza_app) -> None:
+    h = await cadenza_app(toml=budget_toml("daily_usd = 1"), clock=ManualClock())
+    await h.say("/session docs say one")  # a named session's turns count for its chat too
+    await h.say("@tests say two")
+    await h.say("say three")
+    await h.frontend.finished(3)
+    await h.frontend.wait_for(lambda: sum("💰" in t for t in h.frontend.notice_texts()) == 3)
+    await h.say("/budget")
+    await h.frontend.wait_for(lambda: any(
+        "$0.0369 of $1.00 spent over 3 turns" in t for t in h.frontend.notice_texts()))
+
+
 async def test_the_day_ends_at_midnight_in_the_configured_time_zone(cadenza_app) -> None:
     h = await cadenza_app(toml=budget_toml('daily_usd = 1\ntimezone = "Asia/Tokyo"'),
                           clock=ManualClock())

@@ -19,7 +19,6 @@ It imports only ``cadenza.api``, the stable plugin API.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Awaitable
 from datetime import date, datetime, time, timedelta
@@ -64,6 +63,9 @@ MIGRATIONS = [
     " updated_at FLOAT NOT NULL,"
     " PRIMARY KEY (chat, day))",
 ]
+
+DAY_OF_CHAT = sa.select(spending.c.spent_micros, spending.c.turns).where(
+    spending.c.chat == sa.bindparam("of_chat"), spending.c.day == sa.bindparam("of_day"))
 
 # What Cadenza's core takes for a command; mirrors its parser so the veto and the core agree.
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]+)(?:@\S+)?(?:\s+(.*))?$", re.DOTALL)
@@ -121,9 +123,13 @@ class Budget:
         self.clock = context.clock
         self.spawn = context.spawn
         self.bot: Bot | None = None
-        self.lock = asyncio.Lock()  # one read-modify-write of a chat's day at a time
         self.usage: dict[str, float] = {}  # turn id → cost from its latest usage event
         self.store.migrate("budget", MIGRATIONS)
+        # built once: a turn's cost is added in the database, whatever ran meanwhile
+        self.add_turn = self.store.upsert(
+            spending, {}, key=("chat", "day"), update=("updated_at",),
+            update_with={"spent_micros": lambda new: spending.c.spent_micros + new.spent_micros,
+                         "turns": lambda new: spending.c.turns + new.turns})
 
     # --- the day ----------------------------------------------------------------------
 
@@ -132,6 +138,10 @@ class Budget:
 
     def day(self) -> date:
         return self.now().date()
+
+    def today(self) -> str:
+        """Today's key in the table: the date in the budget's time zone."""
+        return self.day().isoformat()
 
     def reset_text(self) -> str:
         """When the day's budget starts afresh: ``00:00 UTC (in 3 h 12 min)``."""
@@ -142,32 +152,22 @@ class Budget:
 
     # --- the store --------------------------------------------------------------------
 
-    @staticmethod
-    def _day_of(chat: str, day: str) -> sa.Select:
-        return sa.select(spending.c.spent_micros, spending.c.turns).where(
-            spending.c.chat == chat, spending.c.day == day)
-
     async def spent(self, chat: str) -> tuple[float, int]:
         """What ``chat`` spent today, in dollars, and over how many turns."""
-        row = await self.store.fetch_one(self._day_of(chat, self.day().isoformat()))
+        row = await self.store.fetch_one(DAY_OF_CHAT, {"of_chat": chat, "of_day": self.today()})
         return (row["spent_micros"] / MICROS, row["turns"]) if row else (0.0, 0)
 
     async def add(self, chat: str, usd: float) -> tuple[float, float]:
         """Add one turn's cost to today's spending: (before, after), in dollars."""
         micros = round(usd * MICROS)
-        day = self.day().isoformat()
-        async with self.lock:
-            row = await self.store.fetch_one(self._day_of(chat, day))
-            before = row["spent_micros"] if row else 0
-            turns = row["turns"] if row else 0
-            await self.store.execute(self.store.upsert(
-                spending,
-                {"chat": chat, "day": day, "spent_micros": before + micros,
-                 "turns": turns + 1, "updated_at": self.clock.time()},
-                key=("chat", "day"),
-                update=("spent_micros", "turns", "updated_at"),
-            ))
-        return before / MICROS, (before + micros) / MICROS
+        day = self.today()
+        async with self.store.transaction():  # the sum and the read of it, as one
+            await self.store.execute(self.add_turn, {
+                "chat": chat, "day": day, "spent_micros": micros, "turns": 1,
+                "updated_at": self.clock.time()})
+            row = await self.store.fetch_one(DAY_OF_CHAT, {"of_chat": chat, "of_day": day})
+        after = row["spent_micros"] if row else micros
+        return (after - micros) / MICROS, after / MICROS
 
     # --- hooks ------------------------------------------------------------------------
 
@@ -228,7 +228,7 @@ class Budget:
                  else "resets")
         await bot.notify(
             message.chat,
-            f"💰 Budget today ({self.day().isoformat()}): {money(spent)} of "
+            f"💰 Budget today ({self.today()}): {money(spent)} of "
             f"{money(self.daily_usd)} spent over {turns} turn{'s' * (turns != 1)}, "
             f"{money(left)} left. The budget {state} at {self.reset_text()}.",
             kind="status", spent_usd=spent, left_usd=left, turns=turns)
@@ -243,7 +243,7 @@ class Budget:
 
     @hookimpl
     def report_status(self) -> dict[str, Any]:
-        today = self.day().isoformat()
+        today = self.today()
         rows = self.store.fetch_sync(
             sa.select(spending).where(spending.c.day == today)
             .order_by(spending.c.spent_micros.desc()))
@@ -262,7 +262,7 @@ class Budget:
         try:
             rows = self.store.fetch_sync(
                 sa.select(sa.func.count().label("chats")).select_from(spending)
-                .where(spending.c.day == self.day().isoformat()))
+                .where(spending.c.day == self.today()))
         except Exception as exc:  # a database this version cannot read: say so, not crash
             checks.append((False, f"budget: cannot read its table budget_spending: {exc}"))
         else:
