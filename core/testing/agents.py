@@ -55,7 +55,13 @@ def scripted_agent(agent: str = "claude") -> str:
     """A plugins.toml fragment (its ``[agent]`` and ``[agent.AGENT]`` tables) making ``agent``
     (``claude`` or ``codex``) the default agent, played by the scripted agent program.
 
-    The prompt is the script; see ``cadenza.testing.fake_agent`` for its language:
+    The agent is a real subprocess printing the real CLI's output format, and the prompt is
+    its script, steps separated by ``;`` or newlines (``cadenza.testing.fake_agent`` has the
+    details): ``say TEXT``, ``tick N SECS TEXT`` (N texts SECS apart), ``sleep SECS``,
+    ``big N`` (a text of N characters), ``tool CMD`` (a tool call running CMD, then its
+    result), ``garbage`` (lines no parser knows), ``stderr TEXT``, ``exit CODE``, ``fail
+    MESSAGE`` (an API error, as the CLI reports one), ``grandchild`` (a child that ignores
+    SIGTERM), ``ignore_term``. Any other prompt is answered "echo: PROMPT". Example:
     ``"say hi; sleep 0.2; tool ls; fail quota"``.
     """
     if agent not in AGENTS:
