@@ -1,6 +1,6 @@
 """Pipeline throughput: a recorded Claude stream-json transcript through the real path.
 
-In-process (the default): 100,000 lines (the recorded streams in tests/fixtures/streams,
+In-process (the default): 100,000 lines (the recorded streams shipped with cadenza.testing,
 cycled) are written to a file; a real turn runs `cat FILE` as its agent with the Claude parser,
 so the lines go through the pipe reader, the parser, typed events and hook dispatch to five
 no-op plugins (sync and async) and a null frontend.
@@ -49,9 +49,10 @@ from cadenza.api import ChatRef, Turn, hookimpl  # noqa: E402
 from cadenza.clock import SystemClock  # noqa: E402
 from cadenza.loader import new_manager  # noqa: E402
 from cadenza.relay import HookRelay  # noqa: E402
+from cadenza.testing import recorded  # noqa: E402
 from cadenza.turns import TurnRunner  # noqa: E402
 
-STREAMS = ROOT / "tests" / "fixtures" / "streams"
+STREAMS = recorded("claude-text").parent  # the real CLIs' recordings, shipped with the kit
 
 
 class SyncNoop:

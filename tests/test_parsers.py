@@ -1,16 +1,15 @@
-"""The adapters' parsers on the real CLIs' recorded output (tests/fixtures/streams)."""
+"""The adapters' parsers on the real CLIs' recorded output (shipped with cadenza.testing)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from cadenza.agents import Parsed
 from cadenza.agents.claude import ClaudeAgent, ClaudeParser
 from cadenza.agents.codex import CodexAgent, CodexParser
 from cadenza.agents.command import CommandParser
+from cadenza.testing import recorded
 
-STREAMS = Path(__file__).parent / "fixtures" / "streams"
+STREAMS = recorded("claude-text").parent
 
 
 def parse(name: str, exit_code: int = 0) -> tuple[list[tuple[str, str, dict]], tuple]:
