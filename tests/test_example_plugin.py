@@ -1,5 +1,6 @@
 """The example plugin, examples/cadenza-budget: ``cadenza plugins install`` puts it into a fresh
-environment beside Cadenza, switches it on and ``cadenza plugins list --json`` shows it.
+environment beside Cadenza, switches it on and ``cadenza plugins list --json`` shows it. Its own
+tests run with Cadenza's (testpaths).
 
 Installing goes into an *overlay*: a fresh virtual environment that sees this environment's
 packages (Cadenza, pytest, SQLAlchemy) through a ``.pth`` file, so ``pip install`` runs for
@@ -15,6 +16,7 @@ import site
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,3 +95,10 @@ def test_bad_usage_is_refused_before_pip_runs(run_cli, tmp_path: Path) -> None:
     refused = run_cli("plugins", "install", str(EXAMPLE))
     assert refused.returncode == 2 and "not valid TOML" in refused.stderr
 
+
+def test_the_suite_runs_the_examples_tests_too() -> None:
+    """``python -m pytest`` (the README's command, what .ci/run runs) collects both."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]
+    assert "examples/cadenza-budget/tests" in config["ini_options"]["testpaths"]
+    assert list((EXAMPLE / "tests").glob("test_*.py"))
+    assert "pip install --quiet -e examples/cadenza-budget" in (ROOT / ".ci" / "run").read_text()
