@@ -30,11 +30,12 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the fake Bot API
+sys.path.insert(0, str(ROOT))  # tests.fakes: the fake Bot API
 
 from cadenza.api import StreamEvent, hookimpl  # noqa: E402
 from cadenza.app import App  # noqa: E402
 from cadenza.config import Config  # noqa: E402
+from cadenza.testing.agents import write_launchers  # noqa: E402
 
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramServer  # noqa: E402
 
@@ -83,6 +84,7 @@ seconds = 3600
 
 [core]
 hook_timeout = 30
+max_running = {chats}  # every chat's agent at once (the default runs 10)
 
 [telegram]
 api_base = "{base_url}"
@@ -92,9 +94,7 @@ poll_timeout = 1
 
 
 def fake_agent_path(directory: Path) -> str:
-    bin_dir = directory / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "claude").symlink_to(ROOT / "tests" / "fake_agent.py")
+    bin_dir = write_launchers(directory / "bin")  # the scripted agent, as claude and codex
     return f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
 
 
