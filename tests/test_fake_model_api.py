@@ -1,7 +1,7 @@
 """The fake model API: fast unit tests over HTTP, and the real CLIs run against it.
 
 The `agent_cli` tests run Claude Code and Codex (pinned, installed from npm) and check that
-their stdout has the same shapes as the recordings in tests/fixtures/streams.
+their stdout has the same shapes as the real recordings shipped with cadenza.testing.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from cadenza.testing import recorded
 
 from tests.fakes.agent_clis import (
     CLAUDE,
@@ -44,7 +45,7 @@ from tests.fakes.model_api import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-RECORDINGS = Path(__file__).parent / "fixtures" / "streams"
+RECORDINGS = recorded("claude-text").parent
 
 # --- the script language ---------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Claude Code: ``claude -p --output-format stream-json --verbose [--resume ID]``, the prompt
 on stdin.
 
-Line kinds (see tests/fixtures/streams): ``system`` (init with the session id, api_retry,
+Line kinds (recorded in core/testing/streams): ``system`` (init with the session id, api_retry,
 permission_denied, status), ``assistant`` (one content block per line: text, thinking,
 tool_use), ``user`` (tool_result), ``stream_event`` (only with --include-partial-messages,
 not used), ``result`` (cost, duration, is_error; its text repeats the last block).

@@ -2,7 +2,7 @@
 stdin (``-`` says so; Codex reads stdin to its end).
 
 ``[agent.codex] args`` go before ``exec``: root options such as ``-c key=value``, ``-m``,
-``--profile``. Line kinds (see tests/fixtures/streams): ``thread.started`` (the session id),
+``--profile``. Line kinds (recorded in core/testing/streams): ``thread.started`` (the session id),
 ``turn.started``, ``item.started`` / ``item.updated`` / ``item.completed`` (agent_message,
 reasoning, command_execution, file_change, mcp_tool_call, web_search, todo_list, error),
 ``error``, ``turn.completed`` (usage), ``turn.failed``.
