@@ -45,6 +45,37 @@ def recovery_text(recovery: Recovery) -> str:
             f"Send it again if you still want it:\n{recovery.turn.prompt}")
 
 
+_REASONS = {"crashed": "Cadenza crashed", "restarted": "Cadenza restarted",
+            "reboot": "the machine rebooted"}
+
+
+def interrupted_text(recovery: Recovery | None) -> str:
+    """The last line of a live message a previous run left behind: its turn was interrupted,
+    and whether it resumes (``recovery`` None: the journal did not say)."""
+    if recovery is None:
+        return "⏸ interrupted: Cadenza stopped before this turn ended"
+    why = _REASONS.get(recovery.reason, f"Cadenza {recovery.reason}")
+    if recovery.action == "resume":
+        return f"⏸ interrupted ({why}) — resuming it below (attempt {recovery.attempt})"
+    detail = f": {recovery.detail}" if recovery.detail else ""
+    return f"⏸ interrupted ({why}) — it will not be resumed{detail}"
+
+
+def ended_text(event: StreamEvent, outcome: str) -> str:
+    """A short new message when a long turn ended (edits do not notify a phone): how it
+    ended, and which prompt it was."""
+    label = f"[{event.turn.session}] " if event.turn.session else ""
+    line = first_line(outcome, 120)
+    return f"{label}{line} — {first_line(event.turn.prompt, 60)}"
+
+
+def waiting_text(event: StreamEvent) -> str:
+    """A short new message when a turn waits for the user's answer."""
+    label = f"[{event.turn.session}] " if event.turn.session else ""
+    question = f": {first_line(event.text, 200)}" if event.text.strip() else ""
+    return f"{label}❓ the agent is waiting for your answer{question}"
+
+
 def warning_text(warning: TimeoutWarning) -> str:
     extensions = ""
     if warning.max_extensions:

@@ -19,13 +19,14 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.methods import EditMessageText
 from cadenza.api import ChatRef, Recovery, StreamEvent, Turn
 from cadenza.config import Config, ConfigError
+from cadenza.frontends.live.pacing import Bucket
+from cadenza.frontends.live.split import clean, cut_point, split, utf16_len
+from cadenza.frontends.live.transport import Gone, Outgoing
 from cadenza.frontends.telegram import inbound as inbound_module
 from cadenza.frontends.telegram.client import Redact
-from cadenza.frontends.telegram.egress import Api, Gone, Outgoing, classify
+from cadenza.frontends.telegram.egress import Api, classify
 from cadenza.frontends.telegram.markup import to_html
-from cadenza.frontends.telegram.pacing import Bucket
 from cadenza.frontends.telegram.settings import TelegramSettings
-from cadenza.frontends.telegram.split import clean, cut_point, split, utf16_len
 from cadenza.frontends.telegram.views import TEXT_BUDGET, TurnView
 from cadenza.testing.fake_agent import big_text
 from conftest import agent_config

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import test_telegram
-from cadenza.frontends.telegram.egress import Api, Rejected
-from cadenza.frontends.telegram.views import Outgoing
+from cadenza.frontends.live.transport import Outgoing, Rejected
+from cadenza.frontends.telegram.egress import Api
 from cadenza.testing.fake_agent import big_text
 from test_telegram import DONE, USER, containing
 

@@ -1,9 +1,12 @@
-"""Which chat a Telegram message belongs to, and whether it is meant for the bot.
+"""Which chat a Telegram message belongs to, whether it is meant for the bot, and where the
+engine sends a chat's messages.
 
 In a private chat everything is. In a group only what addresses the bot: a command (not one
 for another bot, ``/stop@other_bot``), a mention of the bot (removed from the prompt), or a
 reply to one of the bot's messages. A forum topic is a chat of its own: its thread id is part
-of the chat reference, so each topic has its own conversation.
+of the chat reference, so each topic has its own conversation. Going out, a chat reference is
+the engine's room (the Telegram chat, whose limits its topics share) and thread (the topic).
+Groups have negative ids.
 """
 
 from __future__ import annotations
@@ -15,6 +18,21 @@ from cadenza.api import ChatRef
 from cadenza.frontends.telegram.settings import FRONTEND
 
 _COMMAND = re.compile(r"^/[A-Za-z0-9_]+(?:@(\w+))?(?:\s|$)")
+
+
+def room_of(chat: ChatRef) -> tuple[int, int | None]:
+    """The Telegram chat id and forum topic of ``chat``; ValueError when it is not one."""
+    try:
+        room = int(chat.chat_id)
+    except ValueError:
+        raise ValueError(f"{chat.key!r} is not a Telegram chat id") from None
+    thread = chat.thread_id
+    return room, int(thread) if thread and thread.isdigit() else None
+
+
+def is_group(chat_id: int) -> bool:
+    """Groups and supergroups have negative ids (and a limit of their own)."""
+    return chat_id < 0
 
 
 def chat_of(message: Message) -> ChatRef:

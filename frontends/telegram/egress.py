@@ -1,12 +1,17 @@
-"""Outgoing Bot API calls, and what each kind of failure means for the caller.
+"""Telegram's transport for the live-message engine: the Bot API calls, and what each kind
+of failure means for the caller.
 
-Every call either succeeds or raises one of the exceptions below, which say what to do next:
-wait and try again (``Retry``: 429 with its ``retry_after``, network errors, 5xx, a request
-that hung past the client timeout), send a new message instead of editing (``Gone``), send
-the same thing as plain text (``BadFormat``), give up on this message (``Rejected``; also a
-document too large for Telegram, or unreadable) or on the whole chat (``ChatUnavailable``:
-the bot was blocked or removed). "Message is not modified" is a success. Nothing here
-sleeps: the caller decides when to retry, with fresh content.
+``Api`` is a ``cadenza.frontends.live.Transport``: Telegram HTML (``markup``), 4,096 UTF-16
+code units a message and Telegram's flood limits (``limits``), chats, forum topics and groups
+(``locate``, ``is_group``). Every call either succeeds or raises one of the engine's
+``SendError``s, which say what to do next: wait and try again (``Retry``: 429 with its
+``retry_after``, network errors, 5xx, a request that hung past the client timeout), send a
+new message instead of editing (``Gone``), send the same thing as plain text
+(``BadFormat``), send to the chat instead of a deleted topic (``NoThread``), give up on this
+message (``Rejected``; also a document too large for Telegram, or unreadable) or on the whole
+chat (``ChatUnavailable``: the bot was blocked or removed), follow a group that became a
+supergroup (``Migrated``). "Message is not modified" is a success. Nothing here sleeps: the
+engine decides when to retry, with fresh content.
 """
 
 from __future__ import annotations
@@ -30,56 +35,53 @@ from aiogram.types import (
     InlineKeyboardMarkup,
     LinkPreviewOptions,
 )
-from cadenza.frontends.telegram.views import Outgoing
+from cadenza.api import ChatRef
+from cadenza.frontends.live.split import UTF16
+from cadenza.frontends.live.transport import (
+    BadFormat,
+    ChatUnavailable,
+    Gone,
+    Limits,
+    Migrated,
+    NoThread,
+    NotModified,
+    Outgoing,
+    Rate,
+    Rejected,
+    Retry,
+    SendError,
+)
+from cadenza.frontends.telegram.addressing import is_group, room_of
+from cadenza.frontends.telegram.markup import HTML as TELEGRAM_HTML
+from cadenza.frontends.telegram.settings import FRONTEND
+from cadenza.frontends.telegram.views import MAX_MESSAGE
 
 HTML = "HTML"
 MAX_UPLOAD = 50 * 1024 * 1024  # what the cloud Bot API takes from a bot (a local server: 2 GB)
 CLOUD_API = "https://api.telegram.org"
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+GROUP_BURST = 3  # calls a quiet group may make at once before the per-minute pace applies
+GLOBAL_BURST = 5
+TYPING_LASTS = 5.0  # seconds Telegram shows "typing" after one sendChatAction
 
 
-class SendError(Exception):
-    """Base of the outcomes below; ``str()`` never contains the token."""
+def limits(edit_interval: float = 1.0, group_messages_per_minute: float = 20,
+           messages_per_second: float = 28) -> Limits:
+    """Telegram's limits, paced a little inside what Telegram allows (the settings' numbers)."""
+    return Limits(
+        message_length=MAX_MESSAGE, units=UTF16,
+        chat=Rate(edit_interval),
+        group=Rate(60.0 / group_messages_per_minute, GROUP_BURST),
+        overall=Rate(1.0 / messages_per_second, GLOBAL_BURST),
+        typing_lasts=TYPING_LASTS,
+    )
 
 
-class Retry(SendError):
-    def __init__(self, reason: str, after: float | None = None, *, flood: bool = False) -> None:
-        super().__init__(reason)
-        self.after = after  # None: use the caller's backoff
-        self.flood = flood  # a 429
+LIMITS = limits()
 
 
-class Gone(SendError):
-    """The message to edit no longer exists (deleted, too old)."""
-
-
-class BadFormat(SendError):
-    """Telegram could not parse the HTML."""
-
-
-class NoThread(SendError):
-    """The forum topic was deleted or closed."""
-
-
-class Rejected(SendError):
-    """A 400 that retrying cannot fix."""
-
-
-class ChatUnavailable(SendError):
-    """The bot was blocked, kicked, or the chat does not exist."""
-
-
-class NotModified(SendError):
-    """The edit would not change anything: as good as done."""
-
-
-class Migrated(SendError):
-    def __init__(self, reason: str, chat_id: int) -> None:
-        super().__init__(reason)
-        self.chat_id = chat_id
-
-
-_GONE = ("message to edit not found", "message_id_invalid", "message can't be edited")
+_GONE = ("message to edit not found", "message_id_invalid", "message can't be edited",
+         "message to delete not found")
 _FORMAT = ("can't parse entities", "unsupported start tag", "can't find end")
 _THREAD = ("message thread not found", "topic_deleted", "topic_closed")
 _CHAT = ("chat not found", "have no rights to send", "not enough rights", "chat_write_forbidden")
@@ -124,18 +126,29 @@ def keyboard(buttons: tuple[tuple[str, str], ...]) -> InlineKeyboardMarkup | Non
 
 
 class Api:
-    """The calls the outbox makes. ``plain=True`` sends ``Outgoing.plain`` unformatted."""
+    """The calls the engine makes. ``plain=True`` sends ``Outgoing.plain`` unformatted."""
 
-    def __init__(self, bot: Bot, max_upload: int | None = None) -> None:
+    name = FRONTEND
+    markup = TELEGRAM_HTML
+
+    def __init__(self, bot: Bot, max_upload: int | None = None,
+                 limits: Limits = LIMITS) -> None:
         self.bot = bot
         self.max_upload = max_upload  # bytes a document may have; None: the server decides
+        self.limits = limits  # pacing from the [telegram] settings
+
+    def locate(self, chat: ChatRef) -> tuple[int, int | None]:
+        return room_of(chat)
+
+    def is_group(self, room: int) -> bool:
+        return is_group(room)
 
     async def send(self, chat_id: int, thread_id: int | None, out: Outgoing,
                    plain: bool = False) -> int:
         try:
             message = await self.bot.send_message(
                 chat_id=chat_id, message_thread_id=thread_id,
-                text=out.plain if plain else out.html, parse_mode=None if plain else HTML,
+                text=out.plain if plain else out.markup, parse_mode=None if plain else HTML,
                 reply_markup=keyboard(out.buttons), link_preview_options=NO_PREVIEW,
             )
         except Exception as exc:
@@ -159,7 +172,7 @@ class Api:
             message = await self.bot.send_document(
                 chat_id=chat_id, message_thread_id=thread_id,
                 document=FSInputFile(path, filename=name),
-                caption=out.plain if plain else out.html, parse_mode=None if plain else HTML,
+                caption=out.plain if plain else out.markup, parse_mode=None if plain else HTML,
             )
         except Exception as exc:
             raise classify(exc) from None
@@ -170,12 +183,20 @@ class Api:
         try:
             await self.bot.edit_message_text(
                 chat_id=chat_id, message_id=message_id,
-                text=out.plain if plain else out.html, parse_mode=None if plain else HTML,
+                text=out.plain if plain else out.markup, parse_mode=None if plain else HTML,
                 reply_markup=keyboard(out.buttons), link_preview_options=NO_PREVIEW,
             )
         except Exception as exc:
             outcome = classify(exc)
             if not isinstance(outcome, NotModified):
+                raise outcome from None
+
+    async def delete(self, chat_id: int, message_id: int) -> None:
+        try:
+            await self.bot.delete_message(chat_id=chat_id, message_id=message_id)
+        except Exception as exc:
+            outcome = classify(exc)
+            if not isinstance(outcome, Gone | NotModified):
                 raise outcome from None
 
     async def clear_buttons(self, chat_id: int, message_id: int) -> None:

@@ -5,10 +5,11 @@ the Bot API later), first passes the ``Gate``: only a person on the allowlist ge
 and a failure while checking is a refusal (the core's ``on_inbound_message`` veto, which this
 frontend also implements, checks again). Then two routers, one per concern: messages, and
 inline-button presses. A message sent via an inline bot is not run, and a forwarded one is
-kept to be quoted into its sender's next prompt (``forwards``). Handlers only hand work to
-``Lanes``, which runs it in order per chat and chats independently: a slow command in one
-chat never holds up polling or another chat, and an error in one update is logged and ends
-there.
+kept to be quoted into its sender's next prompt (``forwards``), and the pieces of a long
+paste become one prompt (the engine's ``Pastes``; in a group, a piece after the first counts
+as addressed to the bot like the first). Handlers only hand work to ``Lanes``, which runs it
+in order per chat and chats independently: a slow command in one chat never holds up polling
+or another chat, and an error in one update is logged and ends there.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from aiogram import Bot as Client
 from aiogram.types import CallbackQuery, Message, TelegramObject, Update, User
 from cadenza import api
 from cadenza.api import Bot, ChatMessage, ChatRef, Clock
+from cadenza.frontends.live.paste import Pastes
 from cadenza.frontends.telegram.addressing import addressed_text, chat_of
 from cadenza.frontends.telegram.auth import Access, Refusals, refusal_text
 from cadenza.frontends.telegram.forwards import Forwards, forwarded, origin_name
 from cadenza.frontends.telegram.settings import FRONTEND
+from cadenza.frontends.telegram.views import STYLE
 
 Job = Callable[[], Awaitable[Any]]
 
@@ -75,7 +78,7 @@ class Inbound:
     """What the handlers need: the core, the allowlist, who the bot is, the lanes."""
 
     def __init__(self, core: Bot, client: Client, me: User, access: Access, refusals: Refusals,
-                 clock: Clock, log: logging.Logger) -> None:
+                 clock: Clock, log: logging.Logger, *, merge_pastes: bool = True) -> None:
         self.core = core
         self.client = client
         self.me = me
@@ -85,6 +88,16 @@ class Inbound:
         self.lanes = Lanes(log)
         self.forwards = Forwards(clock)
         self.via_bot_told = Refusals(clock)  # "sent via a bot": once an hour per user
+        self.pastes = Pastes(clock, STYLE.message_length, self._prompt, units=STYLE.units,
+                             enabled=merge_pastes)
+
+    def _put(self, key: str, job: Job) -> None:
+        """Run ``job`` in the chat's lane, after any paste held for the chat."""
+        self.pastes.flush(key)
+        self.lanes.put(key, job)
+
+    def _prompt(self, message: ChatMessage) -> None:
+        self.lanes.put(message.chat.key, lambda: self.core.handle(message))
 
     # --- the gate -------------------------------------------------------------------
 
@@ -125,7 +138,7 @@ class Inbound:
                          "allowed_users%s", user_id, _name(user),
                          chat.chat_id if chat else "?", more)
         if chat is not None and event is update.message:
-            self.lanes.put(chat.key, lambda: self.core.notify(
+            self._put(chat.key, lambda: self.core.notify(
                 chat, refusal_text(user_id), kind="refusal"))
 
     # --- messages -------------------------------------------------------------------
@@ -135,12 +148,17 @@ class Inbound:
         if user is None or user.is_bot:
             return  # channel posts, anonymous admins, other bots
         chat = chat_of(message)
+        user_id = str(user.id)
         text = addressed_text(message, self.me)
         if text is None:
-            if message.chat.type == "private":
+            typed = message.text if message.text is not None else message.caption
+            if typed is not None and self.pastes.continues(chat.key, user_id, typed):
+                text = typed  # the next piece of a paste that addressed the bot
+            elif message.chat.type == "private":
                 self._say(chat, "I can only read text messages (and captions).")
-            return
-        user_id = str(user.id)
+                return
+            else:
+                return
         if message.via_bot is not None:
             if self.via_bot_told.due(f"{chat.key}|{user_id}"):
                 via = f"@{message.via_bot.username}" if message.via_bot.username else "a bot"
@@ -150,11 +168,14 @@ class Inbound:
         if forwarded(message):
             self._say(chat, self.forwards.add(chat.key, user_id, origin_name(message), text))
             return
+        typed = text
         if not text.lstrip().startswith(("/", "@")):
             text = self.forwards.take(chat.key, user_id) + text
         inbound = ChatMessage(chat, user_id, text, user_name=_name(user),
                               message_id=str(message.message_id))
-        self.lanes.put(chat.key, lambda: self.core.handle(inbound))
+        if not self.pastes.offer(inbound, typed):
+            self.pastes.flush(chat.key)
+            self._prompt(inbound)
 
     def edited(self, message: Message) -> None:
         """An edit of a message sent earlier: it never runs anything again."""
@@ -163,7 +184,7 @@ class Inbound:
                       "corrected prompt as a new message.")
 
     def _say(self, chat: ChatRef, text: str) -> None:
-        self.lanes.put(chat.key, lambda: self.core.notify(chat, text))
+        self._put(chat.key, lambda: self.core.notify(chat, text))
 
     # --- buttons --------------------------------------------------------------------
 
@@ -186,7 +207,7 @@ class Inbound:
             self._answer(chat.key, query, "Asking for more time…")
             command = ChatMessage(chat, str(query.from_user.id), f"/extend {turn_id}",
                                   user_name=_name(query.from_user))
-            self.lanes.put(chat.key, lambda: self.core.handle(command))
+            self._put(chat.key, lambda: self.core.handle(command))
         else:
             self._answer(chat.key, query, "This button does nothing any more.")
 

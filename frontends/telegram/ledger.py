@@ -1,122 +1,29 @@
-"""Messages with buttons on record, so a crash cannot leave a Stop button that does nothing,
-nor a live message that says "working…" for ever.
+"""Telegram's tables in the engine's ledger (``cadenza.frontends.live.ledger``): messages
+with buttons, and live messages, on record for clean-up after a crash.
 
-A message is written down when it is sent with buttons (a turn's live message, a timeout
-warning) and forgotten once its view has shown its end. A live message's record also keeps
-the text it shows (without its status line), written before each edit that changes it, so
-it can be finished after a crash. A clean shutdown shows every end first; after a crash or
-``kill -9`` the records survive, and at the next start the buttons of those messages are
-removed and each live message is edited to say its turn was interrupted (and whether it
-resumes). Writes happen when a message is sent, when its text changes (at most one edit a
-second per chat, coalesced) and when it is done; never per text delta.
+They keep the names and columns they had before the engine was shared (``telegram_buttons``,
+``telegram_live`` with the markup in ``html``), so a database written by an earlier version
+opens as it is.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Column, Integer, MetaData, Table, Text, bindparam, delete, select
+from cadenza.frontends.live import ledger
+from cadenza.frontends.live.ledger import LiveMessage
+from cadenza.frontends.telegram.settings import FRONTEND
 
 if TYPE_CHECKING:  # internal types; plugins use cadenza.api at run time
     from cadenza.api import Store
 
+__all__ = ["MIGRATIONS", "Ledger", "LiveMessage"]
 
-MIGRATIONS = [
-    "CREATE TABLE telegram_buttons (chat_id INTEGER NOT NULL, message_id INTEGER NOT NULL, "
-    "PRIMARY KEY (chat_id, message_id))",
-    "CREATE TABLE telegram_live (chat_id INTEGER NOT NULL, message_id INTEGER NOT NULL, "
-    "turn_id TEXT NOT NULL, html TEXT NOT NULL, plain TEXT NOT NULL, "
-    "PRIMARY KEY (chat_id, message_id))",
-]
-
-# The tables as MIGRATIONS leave them.
-metadata = MetaData()
-buttons = Table(
-    "telegram_buttons", metadata,
-    Column("chat_id", Integer, primary_key=True, autoincrement=False),
-    Column("message_id", Integer, primary_key=True, autoincrement=False),
-)
-live = Table(
-    "telegram_live", metadata,
-    Column("chat_id", Integer, primary_key=True, autoincrement=False),
-    Column("message_id", Integer, primary_key=True, autoincrement=False),
-    Column("turn_id", Text, nullable=False),
-    Column("html", Text, nullable=False),
-    Column("plain", Text, nullable=False),
-)
-
-_FORGET_BUTTONS = delete(buttons).where(buttons.c.chat_id == bindparam("of_chat"),
-                                        buttons.c.message_id == bindparam("of_message"))
-_FORGET_LIVE = delete(live).where(live.c.chat_id == bindparam("of_chat"),
-                                  live.c.message_id == bindparam("of_message"))
-_BUTTONS = select(buttons.c.chat_id, buttons.c.message_id).order_by(
-    buttons.c.chat_id, buttons.c.message_id)
-_LIVE = select(live.c.chat_id, live.c.message_id, live.c.turn_id, live.c.html,
-               live.c.plain).order_by(live.c.chat_id, live.c.message_id)
+MARKUP_COLUMN = "html"
+MIGRATIONS = ledger.migrations(FRONTEND, MARKUP_COLUMN)
 
 
-@dataclass(frozen=True, slots=True)
-class LiveMessage:
-    """A turn's live message as a previous run last showed it (status line left out)."""
-
-    chat_id: int
-    message_id: int
-    turn_id: str
-    html: str
-    plain: str
-
-
-class Ledger:
+class Ledger(ledger.Ledger):
     def __init__(self, store: Store, log: logging.Logger) -> None:
-        self.store = store
-        self.log = log
-        store.migrate("telegram", MIGRATIONS)
-        self._add = store.upsert(buttons, {}, key=["chat_id", "message_id"], update=[])
-        self._remember = store.upsert(live, {}, key=["chat_id", "message_id"],
-                                      update=["turn_id", "html", "plain"])
-
-    async def add(self, chat_id: int, message_id: int) -> None:
-        await self._write(self._add, [{"chat_id": chat_id, "message_id": message_id}])
-
-    async def remember(self, message: LiveMessage) -> None:
-        """What a turn's live message shows now."""
-        await self._write(self._remember, [{
-            "chat_id": message.chat_id, "message_id": message.message_id,
-            "turn_id": message.turn_id, "html": message.html, "plain": message.plain}])
-
-    async def forget_live(self, chat_id: int, message_id: int) -> None:
-        """The message is no longer a live one (its answer went on in the next message)."""
-        await self._write(_FORGET_LIVE, [{"of_chat": chat_id, "of_message": message_id}])
-
-    async def remove(self, messages: Iterable[tuple[int, int]]) -> None:
-        rows = [{"of_chat": chat_id, "of_message": message_id}
-                for chat_id, message_id in messages]
-        await self._write(_FORGET_BUTTONS, rows)
-        await self._write(_FORGET_LIVE, rows)
-
-    async def left_over(self) -> list[tuple[int, int]]:
-        """Messages a previous run left with buttons: (chat id, message id)."""
-        rows = await self._read(_BUTTONS)
-        return [(row["chat_id"], row["message_id"]) for row in rows]
-
-    async def live_left_over(self) -> list[LiveMessage]:
-        """Live messages a previous run could not finish."""
-        return [LiveMessage(**row) for row in await self._read(_LIVE)]
-
-    async def _read(self, statement: Any) -> list[dict[str, Any]]:
-        try:
-            return await self.store.fetch(statement)
-        except Exception as exc:  # then there is nothing to clean up, and delivery goes on
-            self.log.warning("telegram: could not read the messages left with buttons: %s", exc)
-            return []
-
-    async def _write(self, statement: Any, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        try:
-            await self.store.execute(statement, rows)
-        except Exception as exc:  # a bookkeeping failure must not stop a delivery
-            self.log.warning("telegram: could not record messages with buttons: %s", exc)
+        super().__init__(store, log, FRONTEND, markup_column=MARKUP_COLUMN)

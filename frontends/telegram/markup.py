@@ -41,6 +41,26 @@ def escape(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+class TelegramHTML:
+    """Telegram HTML as the live-message engine writes it (``cadenza.frontends.live``'s
+    ``Markup``)."""
+
+    def escape(self, text: str) -> str:
+        return escape(text)
+
+    def render(self, source: str, code: str | None) -> tuple[str, str | None]:
+        return to_html(source, code)
+
+    def bold(self, markup: str) -> str:
+        return f"<b>{markup}</b>"
+
+    def italic(self, markup: str) -> str:
+        return f"<i>{markup}</i>"
+
+
+HTML = TelegramHTML()
+
+
 def to_html(source: str, code: str | None = None) -> tuple[str, str | None]:
     """``source`` as Telegram HTML. ``code`` is the language ("" for none) of a fenced block
     already open where ``source`` starts, None outside code; returns the HTML and the same

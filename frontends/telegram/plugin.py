@@ -1,8 +1,8 @@
-"""The Telegram frontend plugin: the hooks, and what each chat should show.
+"""The Telegram frontend plugin: the live-message engine's hooks, and Telegram's own.
 
-Hooks only record and schedule: a stream event updates its turn's view and wakes the chat's
-outbox, which talks to Telegram in its own task. So a slow or failing API never holds up the
-core, and the core's per-call hook time limit never cuts a delivery short.
+What a chat shows is the engine's (``LiveFrontend``: stream events, warnings, lifecycle and
+recovery notices, as views its outboxes deliver). What is Telegram's is here: connecting,
+the allowlist (the veto, ``authorize``, reloading it), and ``cadenza doctor``.
 
 This module imports no aiogram (it takes seconds to import): ``cadenza plugins list`` and
 ``cadenza doctor`` build the plugin too. The connection is imported when the bot starts.
@@ -20,32 +20,30 @@ from cadenza.api import (
     ChatRef,
     Config,
     ConfigError,
-    Lifecycle,
-    Notice,
     PluginContext,
-    Recovery,
-    StreamEvent,
-    TimeoutWarning,
     hookimpl,
 )
+from cadenza.frontends.live.frontend import LiveFrontend
+from cadenza.frontends.live.views import TextView
 from cadenza.frontends.telegram.auth import Access, Refusals, refusal_text
 from cadenza.frontends.telegram.settings import FRONTEND, Allowlist, TelegramSettings
-from cadenza.frontends.telegram.views import DocumentView, TextView, TurnView, View, WarningView
-from cadenza.frontends.text import lifecycle_text, recovery_text, warning_text
+from cadenza.frontends.telegram.views import STYLE
 
 if TYPE_CHECKING:
     from cadenza.frontends.telegram.connection import Connection
-    from cadenza.frontends.telegram.outbox import Outbox
 
 DOCTOR_TIMEOUT = 5.0
 
 
-class TelegramFrontend:
+class TelegramFrontend(LiveFrontend):
+    frontend = FRONTEND
+
     def __init__(self, context: PluginContext) -> None:
         self.settings = TelegramSettings.read(context.settings)
+        super().__init__(context.log, STYLE, lifecycle_chats=self.settings.lifecycle_chats,
+                         notify_after=self.settings.notify_after)
         # on_shutdown must finish within the core's per-hook limit (checked by the core)
         self.hook_timeout = float(context.config.settings("core").values.get("hook_timeout", 10))
-        self.log = context.log
         self.clock = context.clock
         self.store = context.store
         self.name = context.name
@@ -53,8 +51,6 @@ class TelegramFrontend:
         self.access = Access(self.settings.allowlist)
         self.refusals = Refusals(context.clock)
         self.connection: Connection | None = None
-        self.turns: dict[str, TurnView] = {}  # running turns of Telegram chats
-        self.warnings: dict[str, list[WarningView]] = {}  # by turn id
 
     # --- run lifecycle --------------------------------------------------------------
 
@@ -67,6 +63,7 @@ class TelegramFrontend:
                              "run the agent on this machine")
         self.connection = Connection(self.settings, self.clock, self.log, self.store,
                                      self.access, self.refusals, self._switched_off)
+        self.engine = self.connection.engine
         self.connection.start(bot)
 
     def _switched_off(self) -> bool:
@@ -94,7 +91,7 @@ class TelegramFrontend:
             self.log.warning("telegram: refused user %s (%s) in chat %s: not in [telegram] "
                              "allowed_users", message.user_id, message.user_name or "?",
                              message.chat.chat_id)
-            self._show(TextView(message.chat, refusal_text(message.user_id)))
+            self.show(TextView(message.chat, refusal_text(message.user_id), self.style))
         return "not in [telegram] allowed_users"
 
     @hookimpl
@@ -128,98 +125,6 @@ class TelegramFrontend:
                          f"; removed {', '.join(removed)}" if removed else "",
                          "; allow_all_users = true: anyone may use the bot"
                          if allowlist.anyone else "")
-
-    # --- rendering ------------------------------------------------------------------
-
-    @hookimpl
-    def on_stream_event(self, event: StreamEvent) -> None:
-        turn = event.turn
-        if turn.chat.frontend != FRONTEND:
-            return
-        view = self.turns.get(turn.id)
-        if view is None:
-            if event.terminal and event.data.get("queued"):
-                return  # dropped before it started: the core already said so
-            if event.terminal and event.data.get("refused"):
-                self._show(TextView(turn.chat, f"⛔ {event.text or 'not run'}"))
-                return
-            view = self.turns[turn.id] = TurnView(turn)
-            self._show(view)
-        if view.apply(event):
-            self._touch(view)
-        if event.terminal:
-            del self.turns[turn.id]
-            self.warnings.pop(turn.id, None)
-            path = event.data.get("output_file")
-            if path:  # the answer was capped: the chat got its head and tail, here is all
-                self._show(DocumentView(turn, str(path), int(event.data.get("output_omitted")
-                                                             or 0)))
-
-    @hookimpl
-    def on_timeout_warning(self, warning: TimeoutWarning) -> None:
-        turn = warning.turn
-        if turn.chat.frontend != FRONTEND:
-            return
-        view = self.turns.get(turn.id)
-        if view is None:  # not shown here (or already over): just say it
-            self._show(TextView(turn.chat, warning_text(warning)))
-            return
-        view.warn(warning)
-        self._touch(view)
-        notice = WarningView(view, warning)
-        self.warnings.setdefault(turn.id, []).append(notice)
-        self._show(notice)
-
-    @hookimpl
-    def on_startup_lifecycle(self, lifecycle: Lifecycle) -> None:
-        chats = self.settings.lifecycle_chats or tuple(
-            chat for chat in lifecycle.recent_chats if chat.frontend == FRONTEND)
-        for chat in dict.fromkeys(chats):
-            self._show(TextView(chat, lifecycle_text(lifecycle)))
-
-    @hookimpl
-    def on_recover(self, recovery: Recovery) -> None:
-        if recovery.turn.chat.frontend == FRONTEND:
-            if self.connection is not None:  # the live message it left says so too
-                self.connection.recoveries[recovery.turn.id] = recovery
-            self._show(TextView(recovery.turn.chat, recovery_text(recovery)))
-
-    @hookimpl(trylast=True)
-    def on_ready(self) -> None:
-        """After the journal's ``on_ready`` (trylast): every recovery has been reported, so
-        the live messages a crash left can say whether their turns resume."""
-        if self.connection is not None:
-            self.connection.recovered.set()
-
-    @hookimpl
-    def on_notice(self, notice: Notice) -> None:
-        if notice.chat.frontend == FRONTEND and notice.text.strip():
-            self._show(TextView(notice.chat, notice.text))
-
-    def _show(self, view: View) -> None:
-        outbox = self._outbox(view.chat)
-        if outbox is not None:
-            outbox.add(view)
-
-    def _touch(self, view: TurnView) -> None:
-        outbox = self._outbox(view.chat)
-        if outbox is None:
-            return
-        outbox.touch(view)
-        for notice in self.warnings.get(view.turn.id, ()):
-            outbox.touch(notice)
-
-    def _outbox(self, chat: ChatRef) -> Outbox | None:
-        if self.connection is None:
-            self.log.warning("telegram: a message for %s before the frontend started; dropped",
-                             chat.key)
-            return None
-        try:
-            chat_id = int(chat.chat_id)
-        except ValueError:
-            self.log.error("telegram: %r is not a Telegram chat id; message dropped", chat.key)
-            return None
-        return self.connection.outbox(chat_id)
 
     # --- command line ---------------------------------------------------------------
 

@@ -22,7 +22,7 @@ _TOKEN = re.compile(r"\d+:\S+")  # what aiogram accepts
 KEYS = (
     "token_env", "token_file", "allowed_users", "allow_all_users", "api_base", "lifecycle_chats",
     "edit_interval", "group_messages_per_minute", "messages_per_second", "request_timeout",
-    "poll_timeout", "backoff_min", "backoff_max", "flush_timeout",
+    "poll_timeout", "backoff_min", "backoff_max", "flush_timeout", "notify_after", "merge_pastes",
 )
 
 
@@ -66,6 +66,8 @@ class TelegramSettings:
     backoff_min: float  # first delay after a network error, 5xx or unreachable API
     backoff_max: float  # longest delay between two such retries
     flush_timeout: float  # at shutdown, how long final texts may still take to go out
+    notify_after: float = 30.0  # a turn that ran longer gets a new message at its end; 0: off
+    merge_pastes: bool = True  # a long paste split by the client is one prompt
     token: str = field(default="", repr=False)
     token_file: str = ""  # where the token was read from, when not from $token_env
 
@@ -98,6 +100,8 @@ class TelegramSettings:
             backoff_min=backoff_min,
             backoff_max=backoff_max,
             flush_timeout=settings.number("flush_timeout", 8.0, minimum=0),
+            notify_after=settings.number("notify_after", 30.0, minimum=0),
+            merge_pastes=settings.get("merge_pastes", True, bool),
             token=token,
             token_file=token_file,
         )

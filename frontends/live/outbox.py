@@ -1,12 +1,12 @@
-"""One Telegram chat's deliveries: make the chat show what its views want, in order, within
-the chat's rate limits, through whatever the API answers.
+"""One room's deliveries: make the room show what its views want, in order, within the
+room's rate limits, through whatever the platform answers.
 
-Each round picks the view whose unshown change is oldest, waits for the chat's next slot,
+Each round picks the view whose unshown change is oldest, waits for the room's next slot,
 renders that view *then* (so everything that arrived meanwhile goes out in one call) and makes
 one call: send the next message or edit one that differs. Failures decide what happens next
-(see ``egress``): after a 429 the chat waits as told, after a network error or 5xx it backs
-off, and either way the next attempt carries the newest content. A view is dropped once it is
-finished and shown, so the final text of a turn is retried until it is delivered.
+(see ``transport``): after a 429 the room waits as told, after a network error or 5xx it
+backs off, and either way the next attempt carries the newest content. A view is dropped once
+it is finished and shown, so the final text of a turn is retried until it is delivered.
 """
 
 from __future__ import annotations
@@ -17,27 +17,28 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from aiogram.utils.backoff import Backoff, BackoffConfig
-from cadenza.frontends.telegram.egress import (
-    Api,
+from cadenza.frontends.live.ledger import Ledger, LiveMessage
+from cadenza.frontends.live.pacing import Pacing
+from cadenza.frontends.live.retry import Backoff, RetryPolicy
+from cadenza.frontends.live.transport import (
     BadFormat,
     ChatUnavailable,
     Gone,
     Migrated,
     NoThread,
+    Outgoing,
     Rejected,
     Retry,
+    Transport,
 )
-from cadenza.frontends.telegram.ledger import Ledger, LiveMessage
-from cadenza.frontends.telegram.pacing import Pacing
-from cadenza.frontends.telegram.views import DocumentView, Outgoing, View
+from cadenza.frontends.live.views import DocumentView, View
 
 if TYPE_CHECKING:  # internal types; plugins use cadenza.api at run time
     from cadenza.api import Clock
 
 NOT_SENT = 0  # a part to (re)send
-LOST = -1  # a part Telegram refused for good: not retried
-TYPING_EVERY = 4.5  # seconds; Telegram shows "typing" for 5 s after each sendChatAction
+LOST = -1  # a part the platform refused for good: not retried
+TYPING_MARGIN = 0.5  # seconds before "typing" runs out that it is renewed
 TYPING_RETRY = 0.5  # seconds to wait while messages are queued for the shared rate
 
 
@@ -48,7 +49,7 @@ class Tracked:
     ids: list[int] = field(default_factory=list)  # message id of each part
     shown: list[Outgoing | None] = field(default_factory=list)
     pending_since: float | None = None  # when the oldest change not yet shown happened
-    plain: bool = False  # Telegram refused this view's HTML once: plain text from now on
+    plain: bool = False  # the platform refused this view's markup once: plain text from now on
     buttons: list[tuple[int, int]] = field(default_factory=list)  # sent with buttons
     live: dict[int, str] = field(default_factory=dict)  # live message id → text on record
 
@@ -66,18 +67,19 @@ class Job:
 
 
 class Outbox:
-    def __init__(self, chat_id: int, api: Api, pacing: Pacing, clock: Clock,
-                 log: logging.Logger, ready: asyncio.Event, backoff: BackoffConfig,
+    def __init__(self, room: int, transport: Transport, pacing: Pacing, clock: Clock,
+                 log: logging.Logger, ready: asyncio.Event, retry: RetryPolicy,
                  ledger: Ledger | None = None) -> None:
-        self.chat_id = chat_id
+        self.room = room
+        self.transport = transport
+        self.name = transport.name
         self.ledger = ledger
-        self.api = api
         self.pacing = pacing
-        self.pace = pacing.for_chat(chat_id)
+        self.pace = pacing.for_room(transport.is_group(room))
         self.clock = clock
         self.log = log
         self.ready = ready
-        self.backoff = Backoff(backoff)
+        self.backoff = Backoff(retry)
         self.items: list[Tracked] = []
         self.idle = asyncio.Event()
         self.idle.set()
@@ -88,9 +90,8 @@ class Outbox:
 
     # --- the views ------------------------------------------------------------------
 
-    def add(self, view: View) -> None:
-        thread = view.chat.thread_id
-        self.items.append(Tracked(view, int(thread) if thread and thread.isdigit() else None))
+    def add(self, view: View, thread: int | None = None) -> None:
+        self.items.append(Tracked(view, thread))
         self.touch(view)
 
     def touch(self, view: View) -> None:
@@ -111,11 +112,9 @@ class Outbox:
         await self.idle.wait()
 
     def disposable(self, now: float) -> bool:
-        """Nothing to show, nothing running, and the chat's pace fully recovered: forgetting
-        this outbox loses nothing (a new one for the chat starts the same)."""
-        pace = self.pace
-        return (not self.items and self.idle.is_set() and pace.blocked_until <= now
-                and pace.chat.tat <= now and (pace.group is None or pace.group.tat <= now)
+        """Nothing to show, nothing running, and the room's pace fully recovered: forgetting
+        this outbox loses nothing (a new one for the room starts the same)."""
+        return (not self.items and self.idle.is_set() and self.pace.recovered(now)
                 and (self._typing is None or self._typing.done()))
 
     def dispose(self) -> None:
@@ -153,9 +152,9 @@ class Outbox:
         for tracked in list(self.items):
             try:
                 job = self._job_for(tracked)
-            except Exception:  # a rendering bug must not stop the chat's other messages
-                self.log.exception("telegram: cannot render a message for chat %s; dropped",
-                                   self.chat_id)
+            except Exception:  # a rendering bug must not stop the room's other messages
+                self.log.exception("%s: cannot render a message for chat %s; dropped",
+                                   self.name, self.room)
                 await self._forget(tracked)
                 continue
             if job is None:
@@ -194,24 +193,24 @@ class Outbox:
         except Retry as retry:
             if retry.flood and retry.after is not None:
                 self.pacing.limited(self.pace, retry.after)
-                self.log.warning("telegram: chat %s: %s", self.chat_id, retry)
+                self.log.warning("%s: chat %s: %s", self.name, self.room, retry)
             else:
                 delay = max(0.0, next(self.backoff))
-                self.log.warning("telegram: chat %s: %s; retrying in %.1f s", self.chat_id,
+                self.log.warning("%s: chat %s: %s; retrying in %.1f s", self.name, self.room,
                                  retry, delay)
                 await self.clock.sleep(delay)
         except Migrated as moved:
-            self.log.info("telegram: chat %s moved to %s", self.chat_id, moved.chat_id)
-            self.chat_id = moved.chat_id
+            self.log.info("%s: chat %s moved to %s", self.name, self.room, moved.room)
+            self.room = moved.room
         except ChatUnavailable as gone:
-            self.log.warning("telegram: chat %s is unavailable (%s); dropping %d message(s)",
-                             self.chat_id, gone, len(self.items))
+            self.log.warning("%s: chat %s is unavailable (%s); dropping %d message(s)",
+                             self.name, self.room, gone, len(self.items))
             for item in list(self.items):
                 await self._forget(item)
         except Exception:
             delay = max(0.0, next(self.backoff))
-            self.log.exception("telegram: unexpected error in chat %s; retrying in %.1f s",
-                               self.chat_id, delay)
+            self.log.exception("%s: unexpected error in chat %s; retrying in %.1f s",
+                               self.name, self.room, delay)
             await self.clock.sleep(delay)
         finally:
             if since is not None and (not done or self._job_for(tracked) is not None):
@@ -226,8 +225,8 @@ class Outbox:
         if job.send:
             tracked.ids[index] = message_id = await self._send(tracked, out)
             if out.buttons and message_id != LOST and self.ledger is not None:
-                tracked.buttons.append((self.chat_id, message_id))
-                await self.ledger.add(self.chat_id, message_id)
+                tracked.buttons.append((self.room, message_id))
+                await self.ledger.add(self.room, message_id)
                 await self._remember(tracked, message_id, out)
         else:
             message_id = tracked.ids[index]
@@ -236,11 +235,11 @@ class Outbox:
                 await self._edit(tracked, message_id, out)
                 sealed = out.live is None and tracked.live.pop(message_id, None) is not None
                 if sealed and self.ledger is not None:  # the answer goes on below it
-                    await self.ledger.forget_live(self.chat_id, message_id)
+                    await self.ledger.forget_live(self.room, message_id)
             except (Gone, Rejected) as exc:
                 # deleted by someone, too old to edit, or refused: say it in a new message
-                self.log.info("telegram: chat %s: cannot edit message %s (%s); sending anew",
-                              self.chat_id, tracked.ids[index], exc)
+                self.log.info("%s: chat %s: cannot edit message %s (%s); sending anew",
+                              self.name, self.room, tracked.ids[index], exc)
                 tracked.ids[index], tracked.shown[index] = NOT_SENT, None
                 return
         tracked.shown[index] = out
@@ -250,54 +249,56 @@ class Outbox:
         if out.live is None or self.ledger is None or tracked.live.get(message_id) == (
                 out.live[2]):
             return
-        turn_id, html, plain = out.live
+        turn_id, markup, plain = out.live
         tracked.live[message_id] = plain
-        await self.ledger.remember(LiveMessage(self.chat_id, message_id, turn_id, html, plain))
+        await self.ledger.remember(LiveMessage(self.room, message_id, turn_id, markup, plain))
 
     async def _send(self, tracked: Tracked, out: Outgoing) -> int:
-        send = self.api.send if out.document is None else self.api.send_document
+        transport = self.transport
+        send = transport.send if out.document is None else transport.send_document
         try:
             try:
-                return await send(self.chat_id, tracked.thread, out, tracked.plain)
+                return await send(self.room, tracked.thread, out, tracked.plain)
             except BadFormat as exc:
-                self.log.warning("telegram: chat %s: formatting refused (%s); sending plain "
-                                 "text", self.chat_id, exc)
+                self.log.warning("%s: chat %s: formatting refused (%s); sending plain text",
+                                 self.name, self.room, exc)
                 tracked.plain = True
-                return await send(self.chat_id, tracked.thread, out, True)
+                return await send(self.room, tracked.thread, out, True)
         except NoThread:
-            tracked.thread = None  # the topic is gone: the chat's main thread still works
+            tracked.thread = None  # the thread is gone: the room itself still works
             raise Retry("the forum topic is gone; sending to the chat", 0.0) from None
         except Rejected as exc:
             if out.document is not None and isinstance(tracked.view, DocumentView):
-                self.log.warning("telegram: chat %s: could not send %s (%s); saying so instead",
-                                 self.chat_id, out.document[0], exc)
+                self.log.warning("%s: chat %s: could not send %s (%s); saying so instead",
+                                 self.name, self.room, out.document[0], exc)
                 tracked.view.fail(str(exc))  # it shows a text message now: sent next round
                 return NOT_SENT
-            self.log.error("telegram: chat %s refused a message for good (%s): %.200r",
-                           self.chat_id, exc, out.plain)
+            self.log.error("%s: chat %s refused a message for good (%s): %.200r",
+                           self.name, self.room, exc, out.plain)
             return LOST
 
     async def _edit(self, tracked: Tracked, message_id: int, out: Outgoing) -> None:
         try:
-            await self.api.edit(self.chat_id, message_id, out, tracked.plain)
+            await self.transport.edit(self.room, message_id, out, tracked.plain)
         except BadFormat as exc:
-            self.log.warning("telegram: chat %s: formatting refused (%s); showing plain text",
-                             self.chat_id, exc)
+            self.log.warning("%s: chat %s: formatting refused (%s); showing plain text",
+                             self.name, self.room, exc)
             tracked.plain = True
-            await self.api.edit(self.chat_id, message_id, out, True)
+            await self.transport.edit(self.room, message_id, out, True)
 
     # --- typing ---------------------------------------------------------------------
 
     async def _keep_typing(self) -> None:
-        """"typing…" in each thread of the chat where a turn runs while its live message is
+        """"typing…" in each thread of the room where a turn runs while its live message is
         quiet (the agent thinks or runs tools): while text streams in, the edits show that it
         works. Lowest priority: skipped while messages wait for the shared rate."""
         await self.ready.wait()
         quiet_after = 2 * self.pacing.edit_interval
+        every = max(self.transport.limits.typing_lasts - TYPING_MARGIN, TYPING_RETRY)
         typed = float("-inf")
         while threads := {item.thread for item in self.items if item.view.running}:
             now = self.clock.monotonic()
-            due = max(self.last_call + quiet_after, typed + TYPING_EVERY)
+            due = max(self.last_call + quiet_after, typed + every)
             if now < due:
                 await self.clock.sleep(due - now)
             elif self.pace.blocked_until > now or not self.pacing.idle():
@@ -306,6 +307,6 @@ class Outbox:
                 typed = now
                 for thread in threads:
                     try:
-                        await self.api.typing(self.chat_id, thread)
+                        await self.transport.typing(self.room, thread)
                     except Exception as exc:  # best effort: the live message shows progress
-                        self.log.debug("telegram: typing in chat %s: %s", self.chat_id, exc)
+                        self.log.debug("%s: typing in chat %s: %s", self.name, self.room, exc)

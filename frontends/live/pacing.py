@@ -1,10 +1,10 @@
-"""Keeping within Telegram's flood limits on our side, so the API never has to say 429.
+"""Keeping within a platform's flood limits on our side, so the API never has to say 429.
 
-Telegram allows about one message or edit per second in a chat, 20 a minute in a group and
-30 a second overall. Each scope is a token bucket in its virtual-scheduling form (GCRA): a
-caller learns when its call may go. A chat's own scopes are checked first, then a slot is
-reserved in the shared bucket, so chats share the global rate first come, first served.
-A 429 that gets through anyway blocks its chat for the ``retry_after`` Telegram asked for.
+A platform allows a few calls a second in one room, maybe fewer in a group, and some number a
+second overall (``transport.Limits``). Each scope is a token bucket in its virtual-scheduling
+form (GCRA): a caller learns when its call may go. A room's own scopes are checked first, then
+a slot is reserved in the shared bucket, so rooms share the global rate first come, first
+served. A 429 that gets through anyway blocks its room for the ``retry_after`` it asked for.
 """
 
 from __future__ import annotations
@@ -14,10 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # internal types; plugins use cadenza.api at run time
     from cadenza.api import Clock
-
-
-GROUP_BURST = 3  # calls a quiet group may make at once before the per-minute pace applies
-GLOBAL_BURST = 5
+    from cadenza.frontends.live.transport import Limits
 
 
 @dataclass
@@ -44,13 +41,13 @@ class Bucket:
 
 
 @dataclass
-class ChatPace:
-    """The limits of one Telegram chat."""
+class RoomPace:
+    """The limits of one room."""
 
     chat: Bucket
     group: Bucket | None = None
     blocked_until: float = 0.0  # set by a 429's retry_after
-    rate_limited: int = field(default=0)  # 429s received for this chat
+    rate_limited: int = field(default=0)  # 429s received for this room
 
     def delay(self, now: float) -> float:
         waits = [self.chat.delay(now), self.blocked_until - now]
@@ -63,22 +60,27 @@ class ChatPace:
         if self.group is not None:
             self.group.commit(at)
 
+    def recovered(self, now: float) -> bool:
+        """Whether a fresh pace for the room would behave the same from ``now`` on."""
+        return (self.blocked_until <= now and self.chat.tat <= now
+                and (self.group is None or self.group.tat <= now))
+
 
 class Pacing:
-    def __init__(self, clock: Clock, *, edit_interval: float, group_per_minute: float,
-                 per_second: float) -> None:
+    def __init__(self, clock: Clock, limits: Limits) -> None:
         self.clock = clock
-        self.edit_interval = edit_interval
-        self.group_interval = 60.0 / group_per_minute
-        self.shared = Bucket(1.0 / per_second, GLOBAL_BURST)
-        self.rate_limited = 0  # 429s received, all chats
+        self.limits = limits
+        self.edit_interval = limits.chat.interval
+        self.shared = Bucket(limits.overall.interval, limits.overall.burst)
+        self.rate_limited = 0  # 429s received, all rooms
 
-    def for_chat(self, chat_id: int) -> ChatPace:
-        group = Bucket(self.group_interval, GROUP_BURST) if chat_id < 0 else None
-        return ChatPace(Bucket(self.edit_interval), group)
+    def for_room(self, group: bool = False) -> RoomPace:
+        rate = self.limits.group if group else None
+        return RoomPace(Bucket(self.limits.chat.interval, self.limits.chat.burst),
+                        Bucket(rate.interval, rate.burst) if rate is not None else None)
 
-    async def slot(self, pace: ChatPace) -> None:
-        """Wait until one call in this chat may go, and count it."""
+    async def slot(self, pace: RoomPace) -> None:
+        """Wait until one call in this room may go, and count it."""
         while (wait := pace.delay(self.clock.monotonic())) > 0:
             await self.clock.sleep(wait)
         at = self.shared.reserve(self.clock.monotonic())
@@ -91,8 +93,8 @@ class Pacing:
         well be skipped (typing indicators, which are not messages and are not counted)."""
         return self.shared.tat <= self.clock.monotonic()
 
-    def limited(self, pace: ChatPace, retry_after: float) -> None:
-        """Telegram answered 429 for this chat."""
+    def limited(self, pace: RoomPace, retry_after: float) -> None:
+        """The platform answered 429 for this room."""
         pace.blocked_until = max(pace.blocked_until, self.clock.monotonic() + retry_after)
         pace.rate_limited += 1
         self.rate_limited += 1
