@@ -20,6 +20,11 @@ def test_the_wheel_installs_one_top_level_name(tmp_path: Path) -> None:
     for module in ("cadenza/api.py", "cadenza/loader.py", "cadenza/plugins/journal.py",
                    "cadenza/frontends/console.py", "cadenza/frontends/telegram/plugin.py"):
         assert module in names
+    # every module of the repository's three folders, under its installed name
+    for folder, installed in (("core", "cadenza"), ("plugins", "cadenza/plugins"),
+                              ("frontends", "cadenza/frontends")):
+        for path in (ROOT / folder).rglob("*.py"):
+            assert f"{installed}/{path.relative_to(ROOT / folder).as_posix()}" in names, path
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "journal = cadenza.plugins.journal:RecoveryJournal" in text
