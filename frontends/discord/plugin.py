@@ -1,0 +1,93 @@
+"""The Discord frontend plugin: the live-message engine's hooks, and Discord's own.
+
+What a chat shows is the engine's (``LiveFrontend``). What is Discord's is here: connecting,
+the allowlist (the veto, ``authorize``, reloading it) and ``cadenza doctor``. No discord.py
+import here (``cadenza plugins list`` builds the plugin too): the connection is imported when
+the bot starts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cadenza.api import Bot, ChatMessage, ChatRef, Config, ConfigError, PluginContext, hookimpl
+from cadenza.frontends.discord.access import Access, Refusals, refusal_text
+from cadenza.frontends.discord.markup import STYLE
+from cadenza.frontends.discord.settings import FRONTEND, Allowlist, DiscordSettings
+from cadenza.frontends.live.frontend import LiveFrontend
+from cadenza.frontends.live.views import TextView
+
+if TYPE_CHECKING:
+    from cadenza.frontends.discord.connection import Connection
+
+
+class DiscordFrontend(LiveFrontend):
+    frontend = FRONTEND
+
+    def __init__(self, context: PluginContext) -> None:
+        self.settings = DiscordSettings.read(context.settings)
+        super().__init__(context.log, STYLE, lifecycle_chats=self.settings.lifecycle_chats,
+                         notify_after=self.settings.notify_after)
+        self.hook_timeout = float(context.config.settings("core").values.get("hook_timeout", 10))
+        self.clock = context.clock
+        self.store = context.store
+        self.access = Access(self.settings.allowlist)
+        self.refusals = Refusals(context.clock)
+        self.connection: Connection | None = None
+
+    @hookimpl
+    def on_start(self, bot: Bot) -> None:
+        from cadenza.frontends.discord.connection import Connection
+
+        if self.settings.allowlist.anyone:
+            self.log.warning("discord: allow_all_users = true: anyone who can reach the bot "
+                             "can run the agent on this machine")
+        self.connection = Connection(self.settings, self.clock, self.log, self.store,
+                                     self.access, self.refusals)
+        self.engine = self.connection.engine
+        self.connection.start(bot)
+
+    @hookimpl
+    async def on_shutdown(self) -> None:
+        if self.connection is not None:
+            await self.connection.close(self.hook_timeout)
+
+    @hookimpl
+    def on_inbound_message(self, message: ChatMessage) -> str | None:
+        """The second check (the first is at ingress, for every event)."""
+        if message.chat.frontend != FRONTEND or self.access.allows(message.user_id):
+            return None
+        if self.refusals.due(message.user_id):
+            self.log.warning("discord: refused user %s (%s) in channel %s: not allowed by "
+                             "[discord]", message.user_id, message.user_name or "?",
+                             message.chat.chat_id)
+            self.show(TextView(message.chat, refusal_text(message.user_id), self.style))
+        return "not allowed by [discord] allowed_users / allowed_roles"
+
+    @hookimpl
+    def authorize(self, chat: ChatRef, user_id: str) -> bool | None:
+        if chat.frontend != FRONTEND:
+            return None
+        return self.access.allows(user_id)
+
+    @hookimpl
+    def on_config_reload(self, config: Config) -> None:
+        try:
+            allowlist = Allowlist.read(config.settings(FRONTEND))
+        except ConfigError as exc:
+            self.log.error("discord: the allowlist was not reloaded, the one in force is kept: "
+                           "%s", exc)
+            return
+        before = self.access.allowlist
+        self.access.replace(allowlist)
+        if allowlist == before:
+            self.log.info("discord: allowlist reloaded, unchanged")
+            return
+        self.log.warning("discord: allowlist reloaded: %d user(s), %d role(s) in %d guild(s), "
+                         "%d channel(s)%s", len(allowlist.users), len(allowlist.roles),
+                         len(allowlist.guilds), len(allowlist.channels),
+                         "; allow_all_users = true" if allowlist.anyone else "")
+
+    @hookimpl
+    def doctor_checks(self) -> list[tuple[bool, str]]:
+        return self.settings.doctor_lines()

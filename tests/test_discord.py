@@ -1,0 +1,184 @@
+"""The Discord frontend: the real discord.py client, over real sockets, against the fake
+Discord (``tests/fakes/discord_api.py``).
+
+Every test runs the real App with ``[plugins] discord = true``, the scripted agent, and
+``[discord] api_base`` pointed at the fake; users' messages are pushed to the fake and the
+tests wait on the fake's state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from cadenza.api import ChatRef
+from cadenza.testing.fake_agent import big_text
+from conftest import agent_config
+
+from tests.fakes.discord_api import (
+    DEFAULT_TOKEN,
+    EDIT,
+    FakeDiscordServer,
+    StoredMessage,
+)
+
+pytestmark = pytest.mark.usefixtures("agent_path")
+
+GUILD = 900_000_000_000_000_001
+CHANNEL = 900_000_000_000_000_002
+USER = 900_000_000_000_000_010
+STRANGER = 900_000_000_000_000_011
+DONE = "✅ done"
+PROMPT = "say hi; sleep 0.2; say more"
+
+
+def config(server: FakeDiscordServer, **discord: str) -> str:
+    values = {"api_base": f'"{server.api_base}"', "allowed_users": f'["{USER}"]',
+              "edit_interval": "0.3", "backoff_min": "0.05", "backoff_max": "0.3",
+              "flush_timeout": "3", **discord}
+    table = "".join(f"{key} = {value}\n" for key, value in values.items())
+    return (agent_config("claude").replace("console = false", "console = false\ndiscord = true")
+            + "\n[discord]\n" + table)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeDiscordServer]:
+    async with FakeDiscordServer() as fake:
+        fake.add_guild(GUILD, "Cadenza HQ", channels={CHANNEL: "general"}, members=[USER])
+        yield fake
+
+
+@pytest.fixture
+def start(server: FakeDiscordServer, start_app: Any,
+          monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    monkeypatch.setenv("DISCORD_BOT_TOKEN", DEFAULT_TOKEN)
+
+    async def go(**discord: str) -> Any:
+        h = await start_app(config(server, **discord))
+        await server.wait_for(lambda: server.gateway.connected, 10)
+        await server.wait_for(lambda: server.commands(), 10)
+        return h
+
+    return go
+
+
+def containing(server: FakeDiscordServer, channel: int, needle: str) -> Callable[[], Any]:
+    def find() -> StoredMessage | None:
+        return next((m for m in server.bot_messages(channel) if needle in m.content), None)
+
+    return find
+
+
+def dm(server: FakeDiscordServer, user: int = USER) -> int:
+    return server.dm_channel(user).id
+
+
+async def test_a_streamed_reply_is_edited_into_one_message(start, server) -> None:
+    h = await start()
+    server.push_dm(USER, PROMPT + "; sleep 1; say end")
+    channel = dm(server)
+    final = await server.wait_for(containing(server, channel, DONE), 15)
+    (message,) = server.bot_messages(channel)
+    assert message is final
+    assert message.content.startswith("hi")
+    assert "more" in message.content
+    assert message.history[0].startswith("⏳") or message.history[0].startswith("hi")
+    assert len(message.history) >= 2 and message.buttons == []
+    first = server.calls_to("POST /channels/{channel_id}/messages")[0]
+    assert first.body["allowed_mentions"] == {"parse": []}
+    (turn,) = {event.turn for event in h.recorder.events}
+    assert turn.chat == ChatRef("discord", str(channel)) and turn.prompt.startswith(PROMPT)
+    assert {"stop", "new", "status", "help"} <= {c["name"] for c in server.commands()}
+
+
+async def test_a_stranger_is_refused_once_and_no_agent_starts(start, server) -> None:
+    h = await start()
+    server.push_dm(STRANGER, "say hi")
+    server.push_dm(STRANGER, "say hi again")
+    server.push_message(CHANNEL, STRANGER, "say hi", mention_bot=True)
+    channel = dm(server, STRANGER)
+    await server.wait_for(containing(server, channel, "only works for"), 10)
+    await server.wait_for(lambda: len(server.calls_to("POST /channels/{channel_id}/messages"))
+                          >= 1, 5)
+    assert h.recorder.events == []
+    assert len(server.bot_messages(channel)) == 1  # once an hour, not per message
+    assert str(STRANGER) in server.bot_messages(channel)[0].content
+
+
+async def test_a_guild_mention_gets_20000_characters_complete_and_in_order(start, server) -> None:
+    await start(edit_interval="0.05")
+    server.push_message(CHANNEL, USER, "big 20000", mention_bot=True)
+    await server.wait_for(containing(server, CHANNEL, DONE), 60)
+    messages = server.bot_messages(CHANNEL)
+    assert len(messages) >= 10
+    assert all(len(m.content) <= 2000 for m in messages)
+    assert DONE in messages[-1].content
+    text = "\n".join(m.content for m in messages).rsplit("\n\n", 1)[0]
+    assert text.replace("\n\n", "\n") == big_text(20000).rstrip("\n")
+
+
+async def test_three_429s_on_edits_still_end_complete(start, server) -> None:
+    await start()
+    server.rate_limit_next(EDIT, times=3, retry_after=0.2)
+    server.push_dm(USER, "say hi; sleep 0.5; say more; sleep 0.5; say end")
+    channel = dm(server)
+    final = await server.wait_for(containing(server, channel, DONE), 20)
+    assert "hi" in final.content and "more" in final.content and "end" in final.content
+    assert server.count_status(429) >= 3
+
+
+async def test_everyone_in_agent_output_pings_nobody(start, server) -> None:
+    await start()
+    server.push_message(CHANNEL, USER, "say @everyone look <@900000000000000010>",
+                        mention_bot=True)
+    final = await server.wait_for(containing(server, CHANNEL, DONE), 15)
+    assert "@everyone" in final.content
+    assert all(not m.pings.users and not m.pings.roles and not m.pings.everyone
+               for m in server.bot_messages(CHANNEL))
+
+
+async def test_the_stop_button_stops_the_turn(start, server) -> None:
+    await start()
+    server.push_dm(USER, "say working; sleep 30")
+    channel = dm(server)
+    live = await server.wait_for(lambda: next(
+        (m for m in server.bot_messages(channel) if m.buttons), None), 10)
+    custom_id = live.buttons[0]["custom_id"]
+    assert custom_id.startswith("stop:")
+    server.press_button(live, custom_id, STRANGER)
+    server.press_button(live, custom_id, USER)
+    await server.wait_for(lambda: not server.message(live.id).buttons, 15)
+    assert "working" in server.message(live.id).content
+    assert "only works for" not in server.message(live.id).content
+
+
+async def test_a_slash_command_runs_through_the_core(start, server) -> None:
+    await start()
+    server.run_command("status", USER, CHANNEL)
+    await server.wait_for(lambda: server.bot_messages(CHANNEL), 10)
+
+
+async def test_messages_sent_while_down_are_handled_after_a_restart(start, server) -> None:
+    h = await start()
+    server.push_dm(USER, "say first")
+    channel = dm(server)
+    await server.wait_for(containing(server, channel, DONE), 15)
+    await h.stop()
+    server.push_dm(USER, "say second")
+    server.push_dm(USER, "say third")
+    await h.restart()
+    await server.wait_for(lambda: len([m for m in server.bot_messages(channel)
+                                       if DONE in m.content]) == 3, 20)
+    texts = [m.content for m in server.bot_messages(channel) if DONE in m.content]
+    assert [t.split("\n")[0] for t in texts] == ["first", "second", "third"]
+
+
+async def test_a_gateway_drop_mid_turn_still_ends_complete(start, server) -> None:
+    await start()
+    server.push_dm(USER, "say one; sleep 0.5; say two; sleep 0.5; say three")
+    channel = dm(server)
+    await server.wait_for(containing(server, channel, "one"), 10)
+    server.drop_gateway()
+    final = await server.wait_for(containing(server, channel, DONE), 15)
+    assert all(word in final.content for word in ("one", "two", "three"))
