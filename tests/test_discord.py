@@ -8,9 +8,11 @@ tests wait on the fake's state.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import discord
 import pytest
 from cadenza.api import ChatRef
 from cadenza.testing.fake_agent import big_text
@@ -156,7 +158,13 @@ async def test_the_stop_button_stops_the_turn(start, server) -> None:
 async def test_a_slash_command_runs_through_the_core(start, server) -> None:
     await start()
     server.run_command("status", USER, CHANNEL)
-    await server.wait_for(lambda: server.bot_messages(CHANNEL), 10)
+    status = await server.wait_for(lambda: [m for m in server.bot_messages(CHANNEL)
+                                            if not m.flags & 64], 10)  # not the ephemeral ack
+    assert status[0].content
+    server.run_command("status", STRANGER, CHANNEL)
+    await server.wait_for(lambda: any("allowed" in m.content for m in server.bot_messages(CHANNEL)
+                                      if m.flags & 64), 10)
+    assert len([m for m in server.bot_messages(CHANNEL) if not m.flags & 64]) == 1
 
 
 async def test_messages_sent_while_down_are_handled_after_a_restart(start, server) -> None:
@@ -182,3 +190,39 @@ async def test_a_gateway_drop_mid_turn_still_ends_complete(start, server) -> Non
     server.drop_gateway()
     final = await server.wait_for(containing(server, channel, DONE), 15)
     assert all(word in final.content for word in ("one", "two", "three"))
+
+
+async def test_a_thread_is_a_chat_of_its_own(start, server) -> None:
+    h = await start()
+    thread = server.add_thread(CHANNEL, name="work")
+    server.push_message(thread.id, USER, "say in the thread", mention_bot=True)
+    final = await server.wait_for(containing(server, thread.id, DONE), 15)
+    assert "in the thread" in final.content
+    assert not server.bot_messages(CHANNEL)
+    (turn,) = {event.turn for event in h.recorder.events}
+    assert turn.chat == ChatRef("discord", str(CHANNEL), str(thread.id))
+
+
+async def test_a_role_in_an_allowed_guild_lets_a_member_in(start, server) -> None:
+    role = 900_000_000_000_000_020
+    member = 900_000_000_000_000_012
+    server.add_role(GUILD, role, "cadenza")
+    server.add_member(GUILD, member, roles=[role])
+    await start(allowed_guilds=f'["{GUILD}"]', allowed_roles=f'["{role}"]')
+    server.push_message(CHANNEL, member, "say hello", mention_bot=True)
+    await server.wait_for(containing(server, CHANNEL, DONE), 15)
+    server.push_dm(member, "say hello")  # in DMs only allowed_users counts
+    await server.wait_for(containing(server, dm(server, member), "only works for"), 10)
+
+
+async def test_a_refused_message_content_intent_says_how_to_enable_it(
+        start_app, monkeypatch, caplog) -> None:
+    monkeypatch.setenv("DISCORD_BOT_TOKEN", DEFAULT_TOKEN)
+    async with FakeDiscordServer(privileged_intents=0) as fake:
+        h = await start_app(config(fake))
+        async with asyncio.timeout(10):
+            await h.bot.stop_requested()
+        await h.stop()  # before the fake puts discord.py's endpoints back
+    assert "Message Content Intent" in caplog.text
+    assert h.recorder.events == []
+    assert discord.http.Route.BASE == "https://discord.com/api/v10"  # put back
