@@ -215,6 +215,14 @@ async def test_a_role_in_an_allowed_guild_lets_a_member_in(start, server) -> Non
     await server.wait_for(containing(server, dm(server, member), "only works for"), 10)
 
 
+async def test_doctor_logs_in_and_checks_the_intent(start, server) -> None:
+    h = await start()
+    checks = await h.app.loader.instances["discord"].doctor_checks()
+    assert (True, f"discord: {server.api_base} answers: this is Cadenza") in checks
+    assert (True, "discord: the Message Content intent is enabled") in checks
+    assert all(DEFAULT_TOKEN not in text for _, text in checks)
+
+
 async def test_a_refused_message_content_intent_says_how_to_enable_it(
         start_app, monkeypatch, caplog) -> None:
     monkeypatch.setenv("DISCORD_BOT_TOKEN", DEFAULT_TOKEN)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cadenza import api
 from cadenza.api import Bot, ChatMessage, ChatRef, Config, ConfigError, PluginContext, hookimpl
 from cadenza.frontends.discord.access import Access, Refusals, refusal_text
 from cadenza.frontends.discord.markup import STYLE
@@ -89,5 +90,9 @@ class DiscordFrontend(LiveFrontend):
                          "; allow_all_users = true" if allowlist.anyone else "")
 
     @hookimpl
-    def doctor_checks(self) -> list[tuple[bool, str]]:
-        return self.settings.doctor_lines()
+    async def doctor_checks(self) -> list[tuple[bool, str]]:
+        from cadenza.frontends.discord.connection import doctor
+
+        checks = self.settings.doctor_lines()
+        checks.extend(await doctor(self.settings))
+        return [(ok, api.redact(text)) for ok, text in checks]
