@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import discord
 import pytest
 from cadenza.api import ChatRef
+from cadenza.config import Config, ConfigError
+from cadenza.frontends.discord.settings import DiscordSettings
 from cadenza.testing.fake_agent import big_text
 from conftest import agent_config
 
@@ -234,3 +237,24 @@ async def test_a_refused_message_content_intent_says_how_to_enable_it(
     assert "Message Content Intent" in caplog.text
     assert h.recorder.events == []
     assert discord.http.Route.BASE == "https://discord.com/api/v10"  # put back
+
+
+def test_settings_errors_are_located(tmp_path: Path) -> None:
+    def read(table: str, environ: dict[str, str] | None = None) -> DiscordSettings:
+        path = tmp_path / "plugins.toml"
+        path.write_text("[discord]\n" + table)
+        env = {"DISCORD_BOT_TOKEN": DEFAULT_TOKEN} if environ is None else environ
+        return DiscordSettings.read(Config.load(path).settings("discord"), env)
+
+    with pytest.raises(ConfigError, match=r"plugins.toml:1: .*allowed_users.*allow_all_users"):
+        read("")
+    with pytest.raises(ConfigError, match="DISCORD_BOT_TOKEN is not set"):
+        read(f'allowed_users = ["{USER}"]\n', {})
+    with pytest.raises(ConfigError, match=r":3: \[discord\] allowed_roles: .*allowed_guilds"):
+        read(f'allowed_users = ["{USER}"]\nallowed_roles = ["1"]\n')
+    with pytest.raises(ConfigError, match=r":3: \[discord\] allowed_channels: 'general'"):
+        read(f'allowed_users = ["{USER}"]\nallowed_channels = ["general"]\n')
+    with pytest.raises(ConfigError, match=r":3: \[discord\] api_base"):
+        read(f'allowed_users = ["{USER}"]\napi_base = "discord.com"\n')
+    assert read("allow_all_users = true\n").allowlist.anyone
+    assert DEFAULT_TOKEN not in repr(read(f'allowed_users = ["{USER}"]\n'))
