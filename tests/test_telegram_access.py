@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import test_telegram
 from cadenza.api import ChatMessage, ChatRef, Notice
-from cadenza.frontends.telegram.auth import Refusals
+from cadenza.frontends.live.refusals import Refusals
 from cadenza.frontends.telegram.settings import Allowlist
 from test_telegram import DONE, GROUP, STRANGER, USER, containing, eventually
 

@@ -2,14 +2,13 @@
 
 ``Access`` holds the allowlist in force (reloaded on SIGHUP) and remembers who was let in by
 a role (a ``ChatMessage`` carries no roles, so the veto and ``authorize`` ask here). Refusals
-reuse Telegram's ``Refusals`` (one per user an hour, a few a minute overall); it belongs in
-the shared engine, and moves there with it.
+are the engine's (one per user an hour, a few a minute overall).
 """
 
 from __future__ import annotations
 
 from cadenza.frontends.discord.settings import Allowlist
-from cadenza.frontends.telegram.auth import Refusals
+from cadenza.frontends.live.refusals import Refusals
 
 __all__ = ["Access", "Refusals", "refusal_text"]
 

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ from cadenza.frontends.discord.access import Access, Refusals, refusal_text
 from cadenza.frontends.discord.egress import NO_MENTIONS, ActionButton, Transport, limits
 from cadenza.frontends.discord.settings import DISCORD_API, FRONTEND, DiscordSettings
 from cadenza.frontends.live.engine import Engine
+from cadenza.frontends.live.lanes import Lanes
 from cadenza.frontends.live.retry import RetryPolicy
 from discord import app_commands
 from discord.gateway import DiscordWebSocket
@@ -91,40 +92,6 @@ async def doctor(settings: DiscordSettings) -> list[tuple[bool, str]]:
         await http.close()
         Route.BASE = saved
     return checks
-
-
-class Lanes:
-    """Runs jobs one after another per key; keys run concurrently."""
-
-    def __init__(self, log: logging.Logger) -> None:
-        self.log = log
-        self._queues: dict[str, deque[Job]] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-
-    def put(self, key: str, job: Job) -> None:
-        self._queues.setdefault(key, deque()).append(job)
-        if key not in self._tasks:
-            self._tasks[key] = asyncio.ensure_future(self._drain(key))
-
-    async def _drain(self, key: str) -> None:
-        queue = self._queues[key]
-        try:
-            while queue:
-                job = queue.popleft()
-                try:
-                    await job()
-                except Exception:
-                    self.log.exception("discord: handling an event from %s failed", key)
-        finally:
-            del self._tasks[key]
-            if not queue:
-                del self._queues[key]
-
-    async def close(self) -> None:
-        for task in list(self._tasks.values()):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 def chat_of(channel: Any) -> ChatRef:

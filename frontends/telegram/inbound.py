@@ -14,10 +14,7 @@ or another chat, and an error in one update is logged and ends there.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,6 +23,7 @@ from aiogram import Bot as Client
 from aiogram.types import CallbackQuery, Message, TelegramObject, Update, User
 from cadenza import api
 from cadenza.api import Bot, ChatMessage, ChatRef, Clock
+from cadenza.frontends.live.lanes import Lanes
 from cadenza.frontends.live.paste import Pastes
 from cadenza.frontends.telegram.addressing import addressed_text, chat_of
 from cadenza.frontends.telegram.auth import Access, Refusals, refusal_text
@@ -34,44 +32,6 @@ from cadenza.frontends.telegram.settings import FRONTEND
 from cadenza.frontends.telegram.views import STYLE
 
 Job = Callable[[], Awaitable[Any]]
-
-
-class Lanes:
-    """Runs jobs one after another per key; keys run concurrently."""
-
-    def __init__(self, log: logging.Logger) -> None:
-        self.log = log
-        self._queues: dict[str, deque[Job]] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-
-    def put(self, key: str, job: Job) -> None:
-        self._queues.setdefault(key, deque()).append(job)
-        if key not in self._tasks:
-            self._tasks[key] = asyncio.ensure_future(self._drain(key))
-
-    async def _drain(self, key: str) -> None:
-        queue = self._queues[key]
-        try:
-            while queue:
-                job = queue.popleft()
-                try:
-                    await job()
-                except Exception:
-                    self.log.exception("telegram: handling an update from %s failed", key)
-        finally:
-            del self._tasks[key]
-            if not queue:
-                del self._queues[key]
-
-    async def join(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
-
-    async def close(self) -> None:
-        for task in list(self._tasks.values()):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 class Inbound:
