@@ -7,18 +7,18 @@ its variable withheld from agents, and it never appears in ``repr`` or a message
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from cadenza import api
-from cadenza.api import ChatRef, ConfigError, Settings, withhold_from_agents
+from cadenza.api import ChatRef, Settings
+from cadenza.frontends.live.token import TokenKind, located, read_token
 
 FRONTEND = "discord"
 DISCORD_API = "https://discord.com/api/v10"
 _SNOWFLAKE = re.compile(r"\d{1,20}")
 _TOKEN = re.compile(r"[\w\-]+\.[\w\-]+\.[\w\-]+")  # three base64url parts
+TOKEN = TokenKind("DISCORD_BOT_TOKEN", _TOKEN, "three dot-separated parts",
+                  "the Discord Developer Portal (your application → Bot → Reset Token)")
 
 KEYS = (
     "token_env", "token_file", "api_base", "allowed_users", "allowed_guilds", "allowed_roles",
@@ -59,10 +59,10 @@ class Allowlist:
                 ("allowed_users", "allowed_guilds", "allowed_roles", "allowed_channels")}
         anyone = settings.get("allow_all_users", False, bool)
         if sets["allowed_roles"] and not sets["allowed_guilds"]:
-            raise _error(settings, "allowed_roles", "roles only count in the guilds listed in "
+            raise located(settings, "allowed_roles", "roles only count in the guilds listed in "
                          "allowed_guilds, which is empty")
         if not sets["allowed_users"] and not sets["allowed_roles"] and not anyone:
-            raise _error(settings, "allowed_users", "is empty (and so is allowed_roles), so "
+            raise located(settings, "allowed_users", "is empty (and so is allowed_roles), so "
                          "nobody could use the bot: list the Discord user ids allowed to use "
                          "it (Developer Mode on, then right-click a user: Copy User ID), or "
                          "set allow_all_users = true to let anyone in")
@@ -90,7 +90,7 @@ class DiscordSettings:
     @classmethod
     def read(cls, settings: Settings, environ: dict[str, str] | None = None) -> DiscordSettings:
         settings.reject_unknown(KEYS)
-        token_env, token_file, token = _token(settings, environ)
+        token_env, token_file, token = read_token(settings, TOKEN, environ)
         allowlist = Allowlist.read(settings)
         api_base = settings.string("api_base", DISCORD_API).rstrip("/")
         if not api_base.startswith(("http://", "https://")):
@@ -139,50 +139,3 @@ def _snowflakes(settings: Settings, key: str) -> set[str]:
             raise settings.error(key, f"{value!r} is not a Discord id (a snowflake: digits "
                                  "only; Developer Mode on, then right-click: Copy ID)")
     return values
-
-
-def _token(settings: Settings, environ: dict[str, str] | None) -> tuple[str, str, str]:
-    token_env = settings.string("token_env", "DISCORD_BOT_TOKEN")
-    withhold_from_agents(token_env)
-    token_file = settings.string("token_file", "")
-    if token_file:
-        if "token_env" in settings.values:
-            raise settings.error("token_file", "set either token_file or token_env, not both")
-        path = Path(token_file).expanduser()
-        if not path.is_absolute():
-            path = settings.config.path.resolve().parent / path
-        try:
-            token = path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise settings.error("token_file", f"cannot read the bot token from {path}: "
-                                 f"{reason}") from None
-        _secret(token)
-        if not _TOKEN.fullmatch(token):
-            raise settings.error("token_file", f"{path} does not hold a Discord bot token "
-                                 "(Developer Portal → your application → Bot → Reset Token)")
-        return token_env, str(path), token
-    env = os.environ if environ is None else environ
-    token = env.get(token_env, "").strip()
-    _secret(token)
-    if not token:
-        raise _error(settings, "token_env", f"the environment variable {token_env} is not set; "
-                     "put the bot token from the Discord Developer Portal in it (or set "
-                     "token_file)")
-    if not _TOKEN.fullmatch(token):
-        raise _error(settings, "token_env", f"the environment variable {token_env} does not "
-                     "hold a Discord bot token (three dot-separated parts)")
-    return token_env, "", token
-
-
-def _secret(token: str) -> None:
-    if token:
-        api.register_secret(token)
-
-
-def _error(settings: Settings, key: str, message: str) -> ConfigError:
-    error = settings.error(key, message)
-    if error.line is None:
-        error = ConfigError(error.message, path=error.path,
-                            line=settings.config.line_of(settings.table))
-    return error

@@ -8,16 +8,15 @@ the plugin safely. The token itself is kept out of ``repr`` and never appears in
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from cadenza import api
-from cadenza.api import ChatRef, ConfigError, Settings, withhold_from_agents
+from cadenza.api import ChatRef, Settings
+from cadenza.frontends.live.token import TokenKind, located, read_token
 
 FRONTEND = "telegram"
 _TOKEN = re.compile(r"\d+:\S+")  # what aiogram accepts
+TOKEN = TokenKind("TELEGRAM_BOT_TOKEN", _TOKEN, "digits, a colon, a secret", "@BotFather")
 
 KEYS = (
     "token_env", "token_file", "allowed_users", "allow_all_users", "api_base", "lifecycle_chats",
@@ -41,11 +40,11 @@ class Allowlist:
         allowed = settings.ids("allowed_users")
         for user in sorted(allowed):
             if not re.fullmatch(r"\d+", user):
-                raise _error(settings, "allowed_users", f"{user!r} is not a numeric user id "
+                raise located(settings, "allowed_users", f"{user!r} is not a numeric user id "
                              "(usernames can change; @userinfobot tells you your id)")
         anyone = settings.get("allow_all_users", False, bool)
         if not allowed and not anyone:
-            raise _error(settings, "allowed_users", "is empty, so nobody could use the bot: list "
+            raise located(settings, "allowed_users", "is empty, so nobody could use the bot: list "
                          "the numeric Telegram user ids allowed to use it, or set "
                          "allow_all_users = true to let anyone in")
         return cls(frozenset(allowed), anyone)
@@ -74,7 +73,7 @@ class TelegramSettings:
     @classmethod
     def read(cls, settings: Settings, environ: dict[str, str] | None = None) -> TelegramSettings:
         settings.reject_unknown(KEYS)
-        token_env, token_file, token = _token(settings, environ)
+        token_env, token_file, token = read_token(settings, TOKEN, environ)
         allowlist = Allowlist.read(settings)
         api_base = settings.string("api_base", "https://api.telegram.org").rstrip("/")
         if not api_base.startswith(("http://", "https://")):
@@ -128,60 +127,6 @@ class TelegramSettings:
             (True, f"telegram: bot token found in {self.token_source}"),
             (True, f"telegram: {who}"),
         ]
-
-
-def _token(settings: Settings, environ: dict[str, str] | None) -> tuple[str, str, str]:
-    """The bot token, from ``token_file`` (relative to plugins.toml's folder) when that is
-    set, else from the environment variable ``token_env``: (token_env, token_file, token).
-    The token is registered as a secret the moment it is read."""
-    token_env = settings.string("token_env", "TELEGRAM_BOT_TOKEN")
-    withhold_from_agents(token_env)
-    token_file = settings.string("token_file", "")
-    if token_file:
-        if "token_env" in settings.values:
-            raise settings.error("token_file", "set either token_file or token_env, not both")
-        path = Path(token_file).expanduser()
-        if not path.is_absolute():
-            path = settings.config.path.resolve().parent / path
-        try:
-            token = path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise settings.error("token_file", f"cannot read the bot token from {path}: "
-                                 f"{reason}") from None
-        _secret(token)
-        if not token:
-            raise settings.error("token_file", f"{path} is empty; put the bot token from "
-                                 "@BotFather in it")
-        if not _TOKEN.fullmatch(token):
-            raise settings.error("token_file", f"{path} does not hold a bot token (expected "
-                                 "digits, a colon, a secret)")
-        return token_env, str(path), token
-    env = os.environ if environ is None else environ
-    token = env.get(token_env, "").strip()
-    _secret(token)
-    if not token:
-        raise _error(settings, "token_env", f"the environment variable {token_env} is not "
-                     "set; put the bot token from @BotFather in it (or set token_file)")
-    if not _TOKEN.fullmatch(token):
-        raise _error(settings, "token_env", f"the environment variable {token_env} does not "
-                     "hold a bot token (expected digits, a colon, a secret)")
-    return token_env, "", token
-
-
-def _secret(token: str) -> None:
-    """Redact the token from everything Cadenza logs, prints or stores from now on."""
-    if token:
-        api.register_secret(token)
-
-
-def _error(settings: Settings, key: str, message: str) -> ConfigError:
-    """A located error; for a key left out, located at the table's header."""
-    error = settings.error(key, message)
-    if error.line is None:
-        error = ConfigError(error.message, path=error.path,
-                            line=settings.config.line_of(settings.table))
-    return error
 
 
 def _chats(settings: Settings) -> tuple[ChatRef, ...]:
