@@ -241,8 +241,9 @@ class App:
                 signalled.cancel()
                 finished.cancel()
                 log.info("stopping")
+                exit_code = bot.exit_code
             finally:
                 await self.stop()
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
-        return 0
+        return exit_code

@@ -102,6 +102,7 @@ class Bot:
         self._slot_waiters: deque[asyncio.Future[None]] = deque()  # lanes waiting for an agent
         self._slots_used = 0  # agents running or about to, at most limits.max_running
         self._stop_requested = asyncio.Event()  # set by a frontend that is done (console EOF)
+        self.exit_code = 0  # what `cadenza run` exits with when a frontend asked it to stop
         self._refusal_logged: dict[tuple[str, str], float] = {}
         for name, handler, text in (
             ("stop", Bot._cmd_stop, "cancel the running turn (and what waits behind it)"),
@@ -400,8 +401,10 @@ class Bot:
         return [(c.name, c.help, c.usage) for c in sorted(self._commands.values(),
                                                             key=lambda c: c.name)]
 
-    def request_stop(self) -> None:
-        """Stop Cadenza as if signalled: for a frontend whose input is over (console EOF)."""
+    def request_stop(self, exit_code: int = 0) -> None:
+        """Stop Cadenza as if signalled: for a frontend whose input is over (console EOF), or
+        that cannot work as configured (``exit_code`` 2, the configuration's fault)."""
+        self.exit_code = max(self.exit_code, exit_code)
         self._stop_requested.set()
 
     async def stop_requested(self) -> None:

@@ -79,8 +79,9 @@ class Bot(Protocol):
     def command_list(self) -> list[tuple[str, str, str]]:
         """(name, help, usage) of every chat command."""
 
-    def request_stop(self) -> None:
-        """Stop Cadenza, as at the end of the console's input."""
+    def request_stop(self, exit_code: int = 0) -> None:
+        """Stop Cadenza, as at the end of the console's input; ``cadenza run`` exits with
+        the highest ``exit_code`` asked for (2: the configuration cannot work)."""
 
     async def stop_strays(self, turn_ids: list[str]) -> int:
         """Stop agent processes an earlier, crashed run left behind for these turns."""

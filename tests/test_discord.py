@@ -234,6 +234,7 @@ async def test_a_refused_message_content_intent_says_how_to_enable_it(
         async with asyncio.timeout(10):
             await h.bot.stop_requested()
         await h.stop()  # before the fake puts discord.py's endpoints back
+    assert h.bot.exit_code == 2  # `cadenza run` exits 2: the configuration cannot work
     assert "Message Content Intent" in caplog.text
     assert h.recorder.events == []
     assert discord.http.Route.BASE == "https://discord.com/api/v10"  # put back

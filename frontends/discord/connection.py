@@ -168,12 +168,12 @@ class Connection:
         except discord.PrivilegedIntentsRequired:
             self.refused_intents = True
             self.log.error(PRIVILEGED_HELP)
-            core.request_stop()
+            core.request_stop(exit_code=2)
         except discord.LoginFailure:
             self.log.error("discord: %s rejects the bot token in %s; put the token from the "
                            "Developer Portal (Bot → Reset Token) there", self.settings.api_base,
                            self.settings.token_source)
-            core.request_stop()
+            core.request_stop(exit_code=2)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
