@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import tomlkit
+from cadenza import containment
 from cadenza.agents import choose_default
 from cadenza.app import App, CoreSettings, builtin_agents, plugin_health
 from cadenza.clock import SystemClock
@@ -393,12 +394,34 @@ def cmd_doctor(args: argparse.Namespace, config_path: Path, state_dir: Path) -> 
     for found in asyncio.run(relay.call("doctor_checks")):
         checks.extend(found)
     checks.extend(agent_checks(config))
+    try:
+        checks.extend(containment_checks(config))
+    except ConfigError as exc:
+        checks.append((False, f"agents: {exc}"))
+        bad_config = True
     checks.append(state_dir_check(state_dir))
     for ok, message in checks:
         print({True: "✓ ", False: "✗ ", None: "– "}[ok] + redact(message))
     if bad_config:
         return EXIT_USAGE
     return EXIT_OK if all(ok is not False for ok, _ in checks) else EXIT_ERROR
+
+
+def containment_checks(config: Config) -> list[tuple[bool | None, str]]:
+    """Who agents run as (``[agent] run_as``, a ConfigError when it cannot be honoured) and
+    what keeps their processes to their turn."""
+    user = containment.AgentUser.from_settings(config.settings("agent"))  # ConfigError
+    checks: list[tuple[bool | None, str]] = [(None, (
+        f"agents run as {user.name} (uid {user.uid}): they cannot read Cadenza's 0600 state "
+        "and token files") if user is not None else (
+        "agents run as Cadenza's own user: they can read its state and environment (set "
+        "[agent] run_as to keep them out)"))]
+    found = containment.pick()
+    checks.append((True, f"agents are contained by {found.name}: nothing they start outlives "
+                   "their turn") if found is not None else (False, (
+                       "agents are not contained (no writable cgroup, no subreaper): what "
+                       "they start in the background may outlive their turn")))
+    return checks
 
 
 def agent_checks(config: Config) -> list[tuple[bool | None, str]]:

@@ -150,3 +150,13 @@ def test_the_shipped_plugins_toml_is_valid(run_cli, tmp_path: Path) -> None:
                    "--state-dir", str(tmp_path / "state"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"configuration {ROOT / 'plugins.toml'} is valid" in done.stdout
+
+
+def test_doctor_says_who_agents_run_as_and_how_they_are_contained(run_cli, tmp_path) -> None:
+    done = run_cli("doctor", env={"PATH": "/usr/bin:/bin"})
+    assert "agents run as Cadenza's own user: they can read its state" in done.stdout
+    assert "agents are contained by" in done.stdout or "agents are not contained" in done.stdout
+    (tmp_path / "plugins.toml").write_text('[agent]\nrun_as = "no-such-user-here"\n')
+    done = run_cli("doctor", env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 2
+    assert "plugins.toml:2: [agent] run_as: there is no user 'no-such-user-here'" in done.stdout
