@@ -11,12 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cadenza import api
-from cadenza.api import Bot, ChatMessage, ChatRef, Config, ConfigError, PluginContext, hookimpl
+from cadenza.api import Bot, Config, ConfigError, PluginContext, hookimpl
 from cadenza.frontends.discord.access import Access, Refusals, refusal_text
 from cadenza.frontends.discord.markup import STYLE
 from cadenza.frontends.discord.settings import FRONTEND, Allowlist, DiscordSettings
 from cadenza.frontends.live.frontend import LiveFrontend
-from cadenza.frontends.live.views import TextView
 
 if TYPE_CHECKING:
     from cadenza.frontends.discord.connection import Connection
@@ -24,6 +23,7 @@ if TYPE_CHECKING:
 
 class DiscordFrontend(LiveFrontend):
     frontend = FRONTEND
+    room = "channel"
 
     def __init__(self, context: PluginContext) -> None:
         self.settings = DiscordSettings.read(context.settings)
@@ -48,28 +48,12 @@ class DiscordFrontend(LiveFrontend):
         self.engine = self.connection.engine
         self.connection.start(bot)
 
-    @hookimpl
-    async def on_shutdown(self) -> None:
-        if self.connection is not None:
-            await self.connection.close(self.hook_timeout)
+    # --- access (the veto and authorize are LiveFrontend's) ---------------------------
 
-    @hookimpl
-    def on_inbound_message(self, message: ChatMessage) -> str | None:
-        """The second check (the first is at ingress, for every event)."""
-        if message.chat.frontend != FRONTEND or self.access.allows(message.user_id):
-            return None
-        if self.refusals.due(message.user_id):
-            self.log.warning("discord: refused user %s (%s) in channel %s: not allowed by "
-                             "[discord]", message.user_id, message.user_name or "?",
-                             message.chat.chat_id)
-            self.show(TextView(message.chat, refusal_text(message.user_id), self.style))
-        return "not allowed by [discord] allowed_users / allowed_roles"
+    veto_reason = "not allowed by [discord] allowed_users / allowed_roles"
 
-    @hookimpl
-    def authorize(self, chat: ChatRef, user_id: str) -> bool | None:
-        if chat.frontend != FRONTEND:
-            return None
-        return self.access.allows(user_id)
+    def refusal_text(self, user_id: str) -> str:
+        return refusal_text(user_id)
 
     @hookimpl
     def on_config_reload(self, config: Config) -> None:

@@ -13,9 +13,10 @@ the core, and the core's per-call hook time limit never cuts a delivery short.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from cadenza.api import (
+    ChatMessage,
     ChatRef,
     Lifecycle,
     Notice,
@@ -30,10 +31,28 @@ from cadenza.frontends.text import lifecycle_text, recovery_text, warning_text
 
 if TYPE_CHECKING:
     from cadenza.frontends.live.engine import Engine
+    from cadenza.frontends.live.refusals import Refusals
+
+
+class Access(Protocol):
+    def allows(self, user_id: str) -> bool: ...
+
+
+class Connection(Protocol):
+    async def close(self, budget: float) -> None: ...
 
 
 class LiveFrontend:
     frontend: str  # the ChatRef.frontend of this frontend's chats
+    # Access, set by the subclass: who is allowed now (reloaded on SIGHUP), when a stranger
+    # hears back, what the veto answers, and what the stranger is told.
+    access: Access
+    refusals: Refusals
+    veto_reason: str
+    room: str = "chat"  # how the platform calls a chat, for log lines
+
+    def refusal_text(self, user_id: str) -> str:
+        raise NotImplementedError
 
     def __init__(self, log: logging.Logger, style: Style, *,
                  lifecycle_chats: tuple[ChatRef, ...] = (), notify_after: float = 0.0) -> None:
@@ -43,7 +62,38 @@ class LiveFrontend:
         self.pings = Pings(style, notify_after)
         self.engine: Engine | None = None  # set when the frontend starts
         self.turns: dict[str, TurnView] = {}  # running turns of this frontend's chats
+        self.connection: Connection | None = None  # set when the frontend starts
+        # on_shutdown must finish within the core's per-hook limit; subclasses set it
+        self.hook_timeout = 10.0
         self.warnings: dict[str, list[WarningView]] = {}  # by turn id
+
+    # --- run lifecycle and access ----------------------------------------------------
+
+    @hookimpl
+    async def on_shutdown(self) -> None:
+        if self.connection is not None:
+            await self.connection.close(self.hook_timeout)
+
+    @hookimpl
+    def on_inbound_message(self, message: ChatMessage) -> str | None:
+        """The second check (the first is at ingress, for every update): a message of this
+        frontend's chats from someone not allowed goes no further."""
+        if message.chat.frontend != self.frontend or self.access.allows(message.user_id):
+            return None
+        if self.refusals.due(message.user_id):
+            self.log.warning("%s: refused user %s (%s) in %s %s: %s", self.frontend,
+                             message.user_id, message.user_name or "?", self.room,
+                             message.chat.chat_id, self.veto_reason)
+            self.show(TextView(message.chat, self.refusal_text(message.user_id), self.style))
+        return self.veto_reason
+
+    @hookimpl
+    def authorize(self, chat: ChatRef, user_id: str) -> bool | None:
+        """Whether a queued or resumed turn of this frontend's chats may run: its sender must
+        be allowed now."""
+        if chat.frontend != self.frontend:
+            return None
+        return self.access.allows(user_id)
 
     # --- rendering ------------------------------------------------------------------
 

@@ -16,15 +16,12 @@ from typing import TYPE_CHECKING
 from cadenza import api
 from cadenza.api import (
     Bot,
-    ChatMessage,
-    ChatRef,
     Config,
     ConfigError,
     PluginContext,
     hookimpl,
 )
 from cadenza.frontends.live.frontend import LiveFrontend
-from cadenza.frontends.live.views import TextView
 from cadenza.frontends.telegram.auth import Access, Refusals, refusal_text
 from cadenza.frontends.telegram.settings import FRONTEND, Allowlist, TelegramSettings
 from cadenza.frontends.telegram.views import STYLE
@@ -37,6 +34,7 @@ DOCTOR_TIMEOUT = 5.0
 
 class TelegramFrontend(LiveFrontend):
     frontend = FRONTEND
+    room = "chat"
 
     def __init__(self, context: PluginContext) -> None:
         self.settings = TelegramSettings.read(context.settings)
@@ -74,33 +72,12 @@ class TelegramFrontend(LiveFrontend):
         except Exception:
             return True
 
-    @hookimpl
-    async def on_shutdown(self) -> None:
-        if self.connection is not None:
-            await self.connection.close(self.hook_timeout)
+    # --- access (the veto and authorize are LiveFrontend's) ---------------------------
 
-    # --- inbound veto ---------------------------------------------------------------
+    veto_reason = "not in [telegram] allowed_users"
 
-    @hookimpl
-    def on_inbound_message(self, message: ChatMessage) -> str | None:
-        """The second check (the first is at ingress, for every update): a Telegram chat's
-        message from someone not on the allowlist goes no further."""
-        if message.chat.frontend != FRONTEND or self.access.allows(message.user_id):
-            return None
-        if self.refusals.due(message.user_id):
-            self.log.warning("telegram: refused user %s (%s) in chat %s: not in [telegram] "
-                             "allowed_users", message.user_id, message.user_name or "?",
-                             message.chat.chat_id)
-            self.show(TextView(message.chat, refusal_text(message.user_id), self.style))
-        return "not in [telegram] allowed_users"
-
-    @hookimpl
-    def authorize(self, chat: ChatRef, user_id: str) -> bool | None:
-        """Whether a queued or resumed turn of a Telegram chat may run: its sender must be on
-        the allowlist in force now."""
-        if chat.frontend != FRONTEND:
-            return None
-        return self.access.allows(user_id)
+    def refusal_text(self, user_id: str) -> str:
+        return refusal_text(user_id)
 
     @hookimpl
     def on_config_reload(self, config: Config) -> None:
