@@ -15,7 +15,6 @@ gives up on becomes ``Retry`` here and the engine tries again with the newest co
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from typing import Any
 
@@ -35,6 +34,7 @@ from cadenza.frontends.live.transport import (
     Rejected,
     Retry,
     SendError,
+    upload_size,
 )
 
 MAX_UPLOAD = 10 * 1024 * 1024  # what a guild without boosts takes
@@ -176,14 +176,7 @@ class Transport:
                             plain: bool = False) -> int:
         assert out.document is not None
         path, name = out.document
-        try:
-            size = os.path.getsize(path)
-        except OSError as exc:
-            raise Rejected(f"cannot read the file: {exc.strerror or exc}") from None
-        if size > self.max_upload:
-            mb = 1024 * 1024
-            raise Rejected(f"{size / mb:,.1f} MB, more than the {self.max_upload / mb:,.0f} MB "
-                           "Discord takes")
+        upload_size(path, self.max_upload, "Discord takes")
         try:
             message = await self._channel(room).send(
                 self._content(out, plain), file=discord.File(path, filename=name),

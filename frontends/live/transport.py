@@ -92,6 +92,7 @@ Which exception means what
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -231,3 +232,17 @@ class Migrated(SendError):
     def __init__(self, reason: str, room: int) -> None:
         super().__init__(reason)
         self.room = room
+
+
+def upload_size(path: str, limit: int | None, taker: str) -> int:
+    """The size of a file about to be sent as a document; ``Rejected`` when it cannot be read
+    or is larger than ``limit`` bytes (None: no limit known). ``taker`` ends the message:
+    "… more than the 50 MB Telegram lets a bot upload"."""
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise Rejected(f"cannot read the file: {exc.strerror or exc}") from None
+    if limit is not None and size > limit:
+        mb = 1024 * 1024
+        raise Rejected(f"{size / mb:,.1f} MB, more than the {limit / mb:,.0f} MB {taker}")
+    return size

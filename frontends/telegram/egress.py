@@ -16,8 +16,6 @@ engine decides when to retry, with fresh content.
 
 from __future__ import annotations
 
-import os
-
 from aiogram import Bot
 from aiogram.exceptions import (
     AiogramError,
@@ -50,6 +48,7 @@ from cadenza.frontends.live.transport import (
     Rejected,
     Retry,
     SendError,
+    upload_size,
 )
 from cadenza.frontends.telegram.addressing import is_group, room_of
 from cadenza.frontends.telegram.markup import HTML as TELEGRAM_HTML
@@ -160,14 +159,7 @@ class Api:
         """Upload ``out.document`` (multipart) with ``out`` as its caption."""
         assert out.document is not None
         path, name = out.document
-        try:
-            size = os.path.getsize(path)
-        except OSError as exc:
-            raise Rejected(f"cannot read the file: {exc.strerror or exc}") from None
-        if self.max_upload is not None and size > self.max_upload:
-            mb = 1024 * 1024
-            raise Rejected(f"{size / mb:,.1f} MB, more than the {self.max_upload / mb:,.0f} MB "
-                           "Telegram lets a bot upload")
+        upload_size(path, self.max_upload, "Telegram lets a bot upload")
         try:
             message = await self.bot.send_document(
                 chat_id=chat_id, message_thread_id=thread_id,

@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass, field
 
 from cadenza.api import ChatRef, Settings
-from cadenza.frontends.live.token import TokenKind, located, read_token
+from cadenza.frontends.live import settings as platform
+from cadenza.frontends.live.settings import TokenKind, located, read_token
 
 FRONTEND = "telegram"
 _TOKEN = re.compile(r"\d+:\S+")  # what aiogram accepts
@@ -75,15 +76,8 @@ class TelegramSettings:
         settings.reject_unknown(KEYS)
         token_env, token_file, token = read_token(settings, TOKEN, environ)
         allowlist = Allowlist.read(settings)
-        api_base = settings.string("api_base", "https://api.telegram.org").rstrip("/")
-        if not api_base.startswith(("http://", "https://")):
-            raise settings.error("api_base", f"must be an http:// or https:// URL, not "
-                                 f"{api_base!r}")
-        backoff_min = settings.number("backoff_min", 1.0, minimum=0.001)
-        backoff_max = settings.number("backoff_max", 30.0, minimum=0.001)
-        if backoff_max <= backoff_min:
-            raise settings.error("backoff_max", f"must be more than backoff_min "
-                                 f"({backoff_min:g}), not {backoff_max:g}")
+        api_base = platform.api_base(settings, "https://api.telegram.org")
+        backoff_min, backoff_max = platform.backoff_range(settings)
         return cls(
             token_env=token_env,
             allowed_users=allowlist.users,

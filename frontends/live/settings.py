@@ -1,4 +1,5 @@
-"""A chat platform's bot token from plugins.toml: ``token_file`` or ``token_env``.
+"""The settings every chat platform's table has: its bot token (``token_file`` or
+``token_env``), its API base and its retry backoff.
 
 The token is registered as a secret the moment it is read (so it is redacted from every log
 line, doctor's output and stored failure texts) and its variable is withheld from agents.
@@ -79,3 +80,22 @@ def located(settings: Settings, key: str, message: str) -> ConfigError:
         error = ConfigError(error.message, path=error.path,
                             line=settings.config.line_of(settings.table))
     return error
+
+
+def api_base(settings: Settings, default: str) -> str:
+    """``api_base``: the platform's API, or a proxy or self-hosted server (and the tests')."""
+    base = settings.string("api_base", default).rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise settings.error("api_base", f"must be an http:// or https:// URL, not {base!r}")
+    return base
+
+
+def backoff_range(settings: Settings) -> tuple[float, float]:
+    """``backoff_min`` and ``backoff_max``: the first and the longest delay between retries
+    after a network error, a 5xx or an unreachable API."""
+    backoff_min = settings.number("backoff_min", 1.0, minimum=0.001)
+    backoff_max = settings.number("backoff_max", 30.0, minimum=0.001)
+    if backoff_max <= backoff_min:
+        raise settings.error("backoff_max", f"must be more than backoff_min "
+                             f"({backoff_min:g}), not {backoff_max:g}")
+    return backoff_min, backoff_max
