@@ -259,3 +259,39 @@ def test_settings_errors_are_located(tmp_path: Path) -> None:
         read(f'allowed_users = ["{USER}"]\napi_base = "discord.com"\n')
     assert read("allow_all_users = true\n").allowlist.anyone
     assert DEFAULT_TOKEN not in repr(read(f'allowed_users = ["{USER}"]\n'))
+
+
+def pieces_of_a_paste(first_line: str) -> list[str]:
+    """What a Discord client makes of a long paste: pieces at its 2,000-character limit."""
+    piece = 1990
+    return [first_line + "\n" + "x" * (piece - len(first_line) - 1), "y" * piece, "z" * piece]
+
+
+async def test_one_paste_split_in_three_messages_is_one_prompt(start, server) -> None:
+    h = await start()
+    paste = pieces_of_a_paste("say merged")
+    for piece in paste:
+        server.push_dm(USER, piece)
+    channel = dm(server)
+    await server.wait_for(containing(server, channel, DONE), 15)
+    (turn,) = {event.turn for event in h.recorder.events}
+    assert turn.prompt == "".join(paste)
+    assert len([m for m in server.bot_messages(channel) if DONE in m.content]) == 1
+
+
+async def test_in_a_guild_the_pieces_after_the_first_need_no_mention(start, server) -> None:
+    h = await start()
+    paste = pieces_of_a_paste("say merged")
+    server.push_message(CHANNEL, USER, paste[0], mention_bot=True)
+    for piece in paste[1:]:
+        server.push_message(CHANNEL, USER, piece)
+    await server.wait_for(containing(server, CHANNEL, DONE), 15)
+    (turn,) = {event.turn for event in h.recorder.events}
+    assert turn.prompt == "".join(paste)
+
+
+async def test_a_short_message_is_not_held_for_a_paste(start, server) -> None:
+    h = await start()
+    h.app.loader.instances["discord"].connection.pastes.window = 600.0
+    server.push_dm(USER, "say quick")
+    await server.wait_for(containing(server, dm(server), DONE), 15)  # long before 600 s

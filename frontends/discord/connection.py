@@ -8,6 +8,8 @@ is allowed where they wrote (``Access``), in a DM or, in a guild channel or thre
 listens in (``allowed_channels``), when it mentions or replies to the bot. Anything else is
 ignored, or refused once an hour when it was addressed to the bot. Each message is handled
 once (dedupe by id: a gateway RESUME or the catch-up can deliver it again), in order per chat.
+The pieces of a long paste become one prompt (the engine's ``Pastes``; in a guild, a piece
+after the first counts as addressed to the bot like the first).
 
 Discord keeps no queue for a bot that is down: the id of the last message handled in each
 channel is kept in the store (``discord_seen``), and at start the channels active in the last
@@ -30,10 +32,13 @@ from cadenza import api
 from cadenza.api import Bot, ChatMessage, ChatRef
 from cadenza.frontends.discord.access import Access, Refusals, refusal_text
 from cadenza.frontends.discord.egress import NO_MENTIONS, ActionButton, Transport, limits
+from cadenza.frontends.discord.markup import MAX_MESSAGE
 from cadenza.frontends.discord.settings import DISCORD_API, FRONTEND, DiscordSettings
 from cadenza.frontends.live.engine import Engine
 from cadenza.frontends.live.lanes import Lanes
+from cadenza.frontends.live.paste import Pastes
 from cadenza.frontends.live.retry import RetryPolicy
+from cadenza.frontends.live.split import CODEPOINTS
 from discord import app_commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
@@ -146,6 +151,8 @@ class Connection:
         self.engine = Engine(self.transport, clock, log, store,
                              RetryPolicy(settings.backoff_min, settings.backoff_max))
         self.lanes = Lanes(log)
+        self.pastes = Pastes(clock, MAX_MESSAGE, self._prompt, units=CODEPOINTS,
+                             enabled=settings.merge_pastes)
         self.seen: OrderedDict[int, None] = OrderedDict()
         self.core: Bot | None = None
         self.refused_intents = False
@@ -323,11 +330,13 @@ class Connection:
         self.seen[message.id] = None
         while len(self.seen) > SEEN_KEPT:
             self.seen.popitem(last=False)
-        text = self._addressed(message)
-        if text is None:
-            return
         chat = chat_of(message.channel)
         user = message.author
+        text = self._addressed(message)
+        if text is None:
+            if not self.pastes.continues(chat.key, str(user.id), message.content):
+                return
+            text = message.content  # the next piece of a paste that addressed the bot
         if not await self._allowed(user, message.guild, message.channel):
             self._refuse(message, chat)
             return
@@ -335,8 +344,10 @@ class Connection:
         if not text:
             self._say(chat, "I can only read text messages.")
             return
-        self._handle(ChatMessage(chat, str(user.id), text, user_name=_name(user),
-                                 message_id=str(message.id)))
+        inbound = ChatMessage(chat, str(user.id), text, user_name=_name(user),
+                              message_id=str(message.id))
+        if not self.pastes.offer(inbound, message.content):
+            self._handle(inbound)
 
     def _refuse(self, message: discord.Message, chat: ChatRef) -> None:
         if message.guild is not None:
@@ -354,9 +365,19 @@ class Connection:
     def _say(self, chat: ChatRef, text: str, kind: str = "info") -> None:
         core = self.core
         if core is not None:
-            self.lanes.put(chat.key, lambda: core.notify(chat, text, kind=kind))
+            self._put(chat.key, lambda: core.notify(chat, text, kind=kind))
 
     def _handle(self, message: ChatMessage) -> None:
+        self.pastes.flush(message.chat.key)
+        self._prompt(message)
+
+    def _put(self, key: str, job: Job) -> None:
+        """Run ``job`` in the chat's lane, after any paste held for the chat."""
+        self.pastes.flush(key)
+        self.lanes.put(key, job)
+
+    def _prompt(self, message: ChatMessage) -> None:
+        """A prompt, merged from a paste's pieces or not (``Pastes`` hands them here)."""
         core = self.core
         if core is not None:
             self.lanes.put(message.chat.key, lambda: core.handle(message))
@@ -401,6 +422,7 @@ class Connection:
         deadline = loop.time() + max(budget - 0.5, 0.1)
         for task in self._chores:
             task.cancel()
+        self.pastes.flush_all()  # held pieces of a paste: handed on like the rest
         await self.engine.flush(min(self.settings.flush_timeout, deadline - loop.time()))
         await self.lanes.close()
         await self.engine.close()

@@ -25,6 +25,7 @@ KEYS = (
     "token_env", "token_file", "api_base", "allowed_users", "allowed_guilds", "allowed_roles",
     "allowed_channels", "allow_all_users", "lifecycle_channels", "guild_ids", "edit_interval",
     "flush_timeout", "notify_after", "backoff_min", "backoff_max", "catch_up_hours",
+    "merge_pastes",
 )
 
 
@@ -87,6 +88,7 @@ class DiscordSettings:
     catch_up_hours: float  # at start, channels active this recently are read for missed messages
     token: str = field(default="", repr=False)
     token_file: str = ""
+    merge_pastes: bool = True  # a long paste split by the client is one prompt
 
     @classmethod
     def read(cls, settings: Settings, environ: dict[str, str] | None = None) -> DiscordSettings:
@@ -110,6 +112,7 @@ class DiscordSettings:
             catch_up_hours=settings.number("catch_up_hours", 24.0, minimum=0),
             token=token,
             token_file=token_file,
+            merge_pastes=settings.get("merge_pastes", True, bool),
         )
 
     @property
