@@ -17,6 +17,7 @@ import discord
 import pytest
 from cadenza.api import ChatRef
 from cadenza.config import Config, ConfigError
+from cadenza.frontends.discord.doctor import doctor
 from cadenza.frontends.discord.settings import DiscordSettings
 from cadenza.testing.fake_agent import big_text
 from conftest import agent_config
@@ -240,13 +241,18 @@ async def test_a_refused_message_content_intent_says_how_to_enable_it(
     assert discord.http.Route.BASE == "https://discord.com/api/v10"  # put back
 
 
-def test_settings_errors_are_located(tmp_path: Path) -> None:
+def settings_reader(tmp_path: Path) -> Callable[..., DiscordSettings]:
     def read(table: str, environ: dict[str, str] | None = None) -> DiscordSettings:
         path = tmp_path / "plugins.toml"
         path.write_text("[discord]\n" + table)
         env = {"DISCORD_BOT_TOKEN": DEFAULT_TOKEN} if environ is None else environ
         return DiscordSettings.read(Config.load(path).settings("discord"), env)
 
+    return read
+
+
+def test_settings_errors_are_located(tmp_path: Path) -> None:
+    read = settings_reader(tmp_path)
     with pytest.raises(ConfigError, match=r"plugins.toml:1: .*allowed_users.*allow_all_users"):
         read("")
     with pytest.raises(ConfigError, match="DISCORD_BOT_TOKEN is not set"):
@@ -295,3 +301,62 @@ async def test_a_short_message_is_not_held_for_a_paste(start, server) -> None:
     h.app.loader.instances["discord"].connection.pastes.window = 600.0
     server.push_dm(USER, "say quick")
     await server.wait_for(containing(server, dm(server), DONE), 15)  # long before 600 s
+
+
+def permissions(**names: bool) -> int:
+    return discord.Permissions(**names).value
+
+
+async def test_doctor_names_each_permission_the_bot_lacks_in_each_channel(
+        server, tmp_path) -> None:
+    locked, hidden, granted = (900_000_000_000_000_003, 900_000_000_000_000_004,
+                               900_000_000_000_000_005)
+    for channel, name in ((locked, "locked"), (hidden, "hidden"), (granted, "granted")):
+        server.add_channel(GUILD, channel, name)
+    bot_role = server.bot_role(GUILD).id
+    server.set_overwrite(locked, GUILD, deny=permissions(send_messages=True))  # @everyone
+    server.set_overwrite(hidden, bot_role, deny=permissions(view_channel=True))
+    server.set_overwrite(granted, GUILD, deny=permissions(send_messages=True))
+    server.set_overwrite(granted, bot_role, allow=permissions(send_messages=True))
+    admin_guild, admin_channel = 900_000_000_000_000_100, 900_000_000_000_000_101
+    server.add_guild(admin_guild, "Admins", channels={admin_channel: "staff"})
+    server.set_bot_permissions(admin_guild, permissions(administrator=True))
+    server.set_overwrite(admin_channel, admin_guild, deny=permissions(view_channel=True))
+    absent_guild = 900_000_000_000_000_200
+    settings = settings_reader(tmp_path)(
+        f'api_base = "{server.api_base}"\nallowed_users = ["{USER}"]\n'
+        f'allowed_channels = ["{CHANNEL}", "{locked}", "{hidden}", "{granted}"]\n'
+        f'lifecycle_channels = ["{admin_channel}", "{dm(server)}"]\n'
+        f'allowed_guilds = ["{GUILD}", "{absent_guild}"]\nguild_ids = ["{admin_guild}"]\n')
+    checks = await doctor(settings)
+    failed = [text for ok, text in checks if not ok]
+    assert failed == [
+        f"discord: the bot lacks Send Messages in #locked ({locked}): allow it for the bot's "
+        "role in the channel (Edit Channel → Permissions) or in the server (Server Settings → "
+        "Roles)",
+        f"discord: the bot lacks Attach Files in #locked ({locked}): allow it for the bot's "
+        "role in the channel (Edit Channel → Permissions) or in the server (Server Settings → "
+        "Roles)",  # Discord takes it away with Send Messages
+        f"discord: the bot cannot see channel {hidden}: it lacks View Channel there, or is not "
+        "in its server: allow it for the bot's role in the channel (Edit Channel → "
+        "Permissions) or in the server (Server Settings → Roles)",
+        f"discord: the bot is not in server {absent_guild}: invite the bot (Developer Portal "
+        "→ OAuth2 → URL Generator, scopes bot and applications.commands) or fix [discord]",
+    ]
+    passed = [text for ok, text in checks if ok]
+    for where in (f"#general ({CHANNEL})", f"#granted ({granted})", f"#staff ({admin_channel})"):
+        assert f"discord: the bot may do what it needs in {where}" in passed
+
+
+async def test_doctor_checks_the_servers_roles_when_the_bot_listens_everywhere(
+        server, tmp_path) -> None:
+    threads = permissions(create_public_threads=True)
+    everyone = server.guilds[GUILD].roles[GUILD].permissions
+    server.set_role_permissions(GUILD, GUILD, everyone & ~threads)
+    server.set_bot_permissions(GUILD, server.bot_role(GUILD).permissions & ~threads)
+    settings = settings_reader(tmp_path)(
+        f'api_base = "{server.api_base}"\nallowed_users = ["{USER}"]\n'
+        f'guild_ids = ["{GUILD}"]\n')
+    failed = [text for ok, text in await doctor(settings) if not ok]
+    assert failed == [f"discord: the bot lacks Create Public Threads in server Cadenza HQ "
+                      f"({GUILD}): allow it for the bot's role: Server Settings → Roles"]

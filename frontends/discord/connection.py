@@ -67,38 +67,6 @@ MIGRATIONS = ["CREATE TABLE discord_seen (channel_id INTEGER PRIMARY KEY, "
               "message_id INTEGER NOT NULL, at REAL NOT NULL)"]
 
 
-MESSAGE_CONTENT_FLAGS = (1 << 18) | (1 << 19)  # GATEWAY_MESSAGE_CONTENT(_LIMITED)
-DOCTOR_TIMEOUT = 5.0
-
-
-async def doctor(settings: DiscordSettings) -> list[tuple[bool, str]]:
-    """``cadenza doctor``: the token logs in, and the Message Content intent is on."""
-    base = settings.api_base
-    saved = Route.BASE
-    Route.BASE = base
-    http = discord.http.HTTPClient(asyncio.get_running_loop())
-    checks: list[tuple[bool, str]] = []
-    try:
-        async with asyncio.timeout(DOCTOR_TIMEOUT):
-            me = await http.static_login(settings.token)
-            checks.append((True, f"discord: {base} answers: this is {me['username']}"))
-            flags = int((await http.application_info()).get("flags") or 0)
-        if flags & MESSAGE_CONTENT_FLAGS:
-            checks.append((True, "discord: the Message Content intent is enabled"))
-        else:
-            checks.append((False, "discord: the Message Content intent is off: Developer "
-                           "Portal → your application → Bot → Privileged Gateway Intents"))
-    except discord.LoginFailure:
-        checks.append((False, f"discord: {base} rejects the token in {settings.token_source}"))
-    except Exception as exc:
-        reason = "no answer" if isinstance(exc, TimeoutError) else str(exc)
-        checks.append((False, f"discord: cannot reach {base}: {reason}"))
-    finally:
-        await http.close()
-        Route.BASE = saved
-    return checks
-
-
 def chat_of(channel: Any) -> ChatRef:
     """A channel's chat: a thread is a chat of its own, under its parent channel."""
     if isinstance(channel, discord.Thread):

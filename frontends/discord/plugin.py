@@ -75,7 +75,7 @@ class DiscordFrontend(LiveFrontend):
 
     @hookimpl
     async def doctor_checks(self) -> list[tuple[bool, str]]:
-        from cadenza.frontends.discord.connection import doctor
+        from cadenza.frontends.discord.doctor import doctor
 
         checks = self.settings.doctor_lines()
         checks.extend(await doctor(self.settings))

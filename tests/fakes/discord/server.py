@@ -356,7 +356,11 @@ class FakeDiscordServer(RestHandlers, JsonShapes):
 
     def set_bot_permissions(self, guild_id: int, permissions: int) -> None:
         """Set the permissions of the bot's own role (GUILD_ROLE_UPDATE)."""
-        role = self.bot_role(guild_id)
+        self.set_role_permissions(guild_id, self.bot_role(guild_id).id, permissions)
+
+    def set_role_permissions(self, guild_id: int, role_id: int, permissions: int) -> None:
+        """Set a role's permissions (@everyone's id is the guild's) (GUILD_ROLE_UPDATE)."""
+        role = self.guilds[guild_id].roles[role_id]
         role.permissions = permissions
         data = {"guild_id": str(guild_id), "role": self._role_json(role)}
         self._dispatch_guild("GUILD_ROLE_UPDATE", data)
