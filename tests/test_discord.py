@@ -360,3 +360,76 @@ async def test_doctor_checks_the_servers_roles_when_the_bot_listens_everywhere(
     failed = [text for ok, text in await doctor(settings) if not ok]
     assert failed == [f"discord: the bot lacks Create Public Threads in server Cadenza HQ "
                       f"({GUILD}): allow it for the bot's role: Server Settings → Roles"]
+
+
+def threads_under(server: FakeDiscordServer, channel: int) -> list[Any]:
+    return [c for c in server.channels.values() if c.parent_id == channel]
+
+
+async def test_a_named_session_in_a_channel_runs_in_a_thread_of_its_own(start, server) -> None:
+    h = await start()
+    server.push_message(CHANNEL, USER, "/session work say in the thread", mention_bot=True)
+    thread = (await server.wait_for(lambda: threads_under(server, CHANNEL), 10))[0]
+    assert (thread.name, thread.type) == ("work", 11)  # public, named after the session
+    final = await server.wait_for(containing(server, thread.id, DONE), 15)
+    assert "in the thread" in final.content and "[work]" in final.content
+    assert not any(DONE in m.content for m in server.bot_messages(CHANNEL))
+    server.push_message(thread.id, USER, "say again", mention_bot=True)  # continues it
+    await server.wait_for(lambda: len([m for m in server.bot_messages(thread.id)
+                                       if DONE in m.content]) == 2, 15)
+    turns = list({event.turn.id: event.turn for event in h.recorder.events}.values())
+    assert [(t.session, t.chat) for t in turns] == [("work", ChatRef("discord", str(CHANNEL)))] * 2
+    assert turns[1].prompt == "say again"
+    server.push_message(CHANNEL, USER, "@work say from the channel", mention_bot=True)
+    await server.wait_for(containing(server, thread.id, "from the channel"), 15)
+    assert len(threads_under(server, CHANNEL)) == 1  # the session keeps its thread
+
+
+async def test_no_thread_is_opened_for_a_session_in_a_dm_or_a_thread(start, server) -> None:
+    await start()
+    server.push_dm(USER, "/session work say in the dm")
+    await server.wait_for(containing(server, dm(server), DONE), 15)
+    thread = server.add_thread(CHANNEL, name="talk")
+    server.push_message(thread.id, USER, "/session work say in the thread", mention_bot=True)
+    await server.wait_for(containing(server, thread.id, DONE), 15)
+    assert not server.calls_to("POST /channels/{channel_id}/threads")
+    assert threads_under(server, CHANNEL) == [thread]
+
+
+async def test_without_create_public_threads_the_session_runs_in_the_channel(
+        start, server) -> None:
+    server.set_overwrite(CHANNEL, server.bot_role(GUILD).id,
+                         deny=permissions(create_public_threads=True))
+    await start()
+    server.push_message(CHANNEL, USER, "/session work say still here", mention_bot=True)
+    final = await server.wait_for(containing(server, CHANNEL, DONE), 15)
+    assert "still here" in final.content
+    (notice,) = [m for m in server.bot_messages(CHANNEL) if "thread" in m.content]
+    assert notice.content == ("Could not open a thread for session work (the bot lacks "
+                              "Create Public Threads here); it runs here.")
+    assert not threads_under(server, CHANNEL)
+
+
+async def test_the_stop_button_in_a_sessions_thread_stops_its_turn(start, server) -> None:
+    await start()
+    server.push_message(CHANNEL, USER, "/session work say working; sleep 30", mention_bot=True)
+    thread = (await server.wait_for(lambda: threads_under(server, CHANNEL), 10))[0]
+    live = await server.wait_for(lambda: next(
+        (m for m in server.bot_messages(thread.id) if m.buttons), None), 10)
+    server.press_button(live, live.buttons[0]["custom_id"], USER)
+    final = await server.wait_for(lambda: (m := server.message(live.id)).buttons == []
+                                  and m, 15)
+    assert "working" in final.content and DONE not in final.content
+
+
+async def test_a_sessions_thread_is_still_its_home_after_a_restart(start, server) -> None:
+    h = await start()
+    server.push_message(CHANNEL, USER, "/session work say before", mention_bot=True)
+    thread = (await server.wait_for(lambda: threads_under(server, CHANNEL), 10))[0]
+    await server.wait_for(containing(server, thread.id, DONE), 15)
+    await h.stop()
+    await h.restart()
+    await server.wait_for(lambda: server.gateway.connected, 10)
+    server.push_message(CHANNEL, USER, "@work say after", mention_bot=True)
+    await server.wait_for(containing(server, thread.id, "after"), 15)
+    assert threads_under(server, CHANNEL) == [thread]

@@ -34,6 +34,7 @@ from cadenza.frontends.discord.access import Access, Refusals, refusal_text
 from cadenza.frontends.discord.egress import NO_MENTIONS, ActionButton, Transport, limits
 from cadenza.frontends.discord.markup import MAX_MESSAGE
 from cadenza.frontends.discord.settings import DISCORD_API, FRONTEND, DiscordSettings
+from cadenza.frontends.discord.threads import SessionThreads
 from cadenza.frontends.live.engine import Engine
 from cadenza.frontends.live.lanes import Lanes
 from cadenza.frontends.live.paste import Pastes
@@ -119,6 +120,7 @@ class Connection:
         self.engine = Engine(self.transport, clock, log, store,
                              RetryPolicy(settings.backoff_min, settings.backoff_max))
         self.lanes = Lanes(log)
+        self.threads = SessionThreads(self.client, store, log)
         self.pastes = Pastes(clock, MAX_MESSAGE, self._prompt, units=CODEPOINTS,
                              enabled=settings.merge_pastes)
         self.seen: OrderedDict[int, None] = OrderedDict()
@@ -232,10 +234,14 @@ class Connection:
                               "use it.")
             return
         chat = chat_of(channel)
+        runner = core.running(turn_id)
+        if runner is not None and self.threads.home(runner.turn).chat == chat:
+            chat = runner.turn.chat  # shown here: a session's turn in its thread, say
+        else:
+            runner = None  # a turn of another chat is not this button's
         if action == "stop":
-            runner = core.running(turn_id)
-            stopped = (runner is not None and runner.turn.chat == chat
-                       and core.stop_turn(turn_id, api.CANCELLED, "stopped with the Stop button"))
+            stopped = runner is not None and core.stop_turn(turn_id, api.CANCELLED,
+                                                            "stopped with the Stop button")
             await self._reply(interaction, "Stopping…" if stopped else "That turn already ended.")
         else:
             await self._reply(interaction, "Asking for more time…")
@@ -345,10 +351,12 @@ class Connection:
         self.lanes.put(key, job)
 
     def _prompt(self, message: ChatMessage) -> None:
-        """A prompt, merged from a paste's pieces or not (``Pastes`` hands them here)."""
+        """A prompt, merged from a paste's pieces or not (``Pastes`` hands them here); in a
+        named session's thread, it continues the session."""
         core = self.core
         if core is not None:
-            self.lanes.put(message.chat.key, lambda: core.handle(message))
+            routed = self.threads.route(message)
+            self.lanes.put(routed.chat.key, lambda: core.handle(routed))
 
     async def _mark(self, message: discord.Message) -> None:
         """Remember the last message handled in its channel, for the catch-up."""

@@ -1,24 +1,40 @@
 """The Discord frontend plugin: the live-message engine's hooks, and Discord's own.
 
 What a chat shows is the engine's (``LiveFrontend``). What is Discord's is here: connecting,
-the allowlist (the veto, ``authorize``, reloading it) and ``cadenza doctor``. No discord.py
+the allowlist (the veto, ``authorize``, reloading it), ``cadenza doctor``, and showing a named
+session's turns in its thread (``threads``: opened when the core accepts its turn). No discord.py
 import here (``cadenza plugins list`` builds the plugin too): the connection is imported when
 the bot starts.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from typing import TYPE_CHECKING, TypeVar
 
 from cadenza import api
-from cadenza.api import Bot, Config, ConfigError, PluginContext, hookimpl
+from cadenza.api import (
+    Bot,
+    Config,
+    ConfigError,
+    PluginContext,
+    Recovery,
+    StreamEvent,
+    TimeoutWarning,
+    Turn,
+    hookimpl,
+)
 from cadenza.frontends.discord.access import Access, Refusals, refusal_text
 from cadenza.frontends.discord.markup import STYLE
 from cadenza.frontends.discord.settings import FRONTEND, Allowlist, DiscordSettings
 from cadenza.frontends.live.frontend import LiveFrontend
+from cadenza.frontends.live.views import TextView
 
 if TYPE_CHECKING:
     from cadenza.frontends.discord.connection import Connection
+    from cadenza.frontends.discord.threads import SessionThreads
+
+AboutTurn = TypeVar("AboutTurn", StreamEvent, TimeoutWarning, Recovery)
 
 
 class DiscordFrontend(LiveFrontend):
@@ -35,9 +51,10 @@ class DiscordFrontend(LiveFrontend):
         self.access = Access(self.settings.allowlist)
         self.refusals = Refusals(context.clock)
         self.connection: Connection | None = None
+        self.threads: SessionThreads | None = None
 
     @hookimpl
-    def on_start(self, bot: Bot) -> None:
+    async def on_start(self, bot: Bot) -> None:
         from cadenza.frontends.discord.connection import Connection
 
         if self.settings.allowlist.anyone:
@@ -46,7 +63,36 @@ class DiscordFrontend(LiveFrontend):
         self.connection = Connection(self.settings, self.clock, self.log, self.store,
                                      self.access, self.refusals)
         self.engine = self.connection.engine
+        self.threads = self.connection.threads
+        await self.threads.load()  # before the journal resumes turns (its on_ready)
         self.connection.start(bot)
+
+    # --- named sessions in threads (see ``threads``) -----------------------------------
+
+    @hookimpl
+    async def on_turn_accepted(self, turn: Turn) -> None:
+        if self.threads is None:
+            return
+        notice = await self.threads.accepted(turn)
+        if notice is not None:
+            self.show(TextView(turn.chat, notice, self.style))
+
+    def _shown(self, about: AboutTurn) -> AboutTurn:
+        """An event, warning or recovery, with its turn where it is shown."""
+        turn = about.turn if self.threads is None else self.threads.home(about.turn)
+        return about if turn is about.turn else replace(about, turn=turn)
+
+    @hookimpl
+    def on_stream_event(self, event: StreamEvent) -> None:
+        super().on_stream_event(self._shown(event))
+
+    @hookimpl
+    def on_timeout_warning(self, warning: TimeoutWarning) -> None:
+        super().on_timeout_warning(self._shown(warning))
+
+    @hookimpl
+    def on_recover(self, recovery: Recovery) -> None:
+        super().on_recover(self._shown(recovery))
 
     # --- access (the veto and authorize are LiveFrontend's) ---------------------------
 
