@@ -7,7 +7,7 @@ What a chat shows and how it gets there is the shared live-message engine's
 engine's views), ``egress`` (the engine's transport: REST calls, what their failures mean,
 Discord's limits), ``connection`` (the discord.py client: connecting, ingress, buttons, slash
 commands, catch-up after a restart), ``doctor`` (``cadenza doctor``: the login, the intent, the
-bot's permissions where it is configured to talk).
+bot's permissions where it is configured to talk), ``threads`` (a named session's thread).
 """
 
 from cadenza.frontends.discord.plugin import DiscordFrontend
