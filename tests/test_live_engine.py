@@ -169,7 +169,8 @@ class Channels:
                 del self.faults[index]
                 raise exc
 
-    async def send(self, room: int, thread: int | None, out: Outgoing, plain: bool = False) -> int:
+    async def send(self, room: int, thread: int | None, out: Outgoing, plain: bool = False,
+                   key: str = "") -> int:
         self._fault("send")
         message_id = len(self.calls) + 1
         self.calls.append(("send", message_id))
@@ -177,8 +178,8 @@ class Channels:
         return message_id
 
     async def send_document(self, room: int, thread: int | None, out: Outgoing,
-                            plain: bool = False) -> int:
-        return await self.send(room, thread, out, plain)
+                            plain: bool = False, key: str = "") -> int:
+        return await self.send(room, thread, out, plain, key)
 
     async def edit(self, room: int, message_id: int, out: Outgoing, plain: bool = False) -> None:
         self._fault("edit")

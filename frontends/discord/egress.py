@@ -158,29 +158,33 @@ class Transport:
         return text or "…"
 
     async def send(self, room: int, thread: int | None, out: Outgoing,
-                   plain: bool = False) -> int:
+                   plain: bool = False, key: str = "") -> int:
         content = self._content(out, plain)
         view = view_of(out.buttons)
+        # discord.py sends every nonce with enforce_nonce: a retry with the same key within
+        # a few minutes is answered with the first message, not a copy
+        nonce = key or None  # none: discord.py draws one
         try:
             if view is not None:
                 message = await self._channel(room).send(
-                    content, view=view, allowed_mentions=NO_MENTIONS, suppress_embeds=True)
+                    content, view=view, allowed_mentions=NO_MENTIONS, suppress_embeds=True,
+                    nonce=nonce)
             else:
                 message = await self._channel(room).send(
-                    content, allowed_mentions=NO_MENTIONS, suppress_embeds=True)
+                    content, allowed_mentions=NO_MENTIONS, suppress_embeds=True, nonce=nonce)
         except Exception as exc:
             raise classify(exc) from None
         return message.id
 
     async def send_document(self, room: int, thread: int | None, out: Outgoing,
-                            plain: bool = False) -> int:
+                            plain: bool = False, key: str = "") -> int:
         assert out.document is not None
         path, name = out.document
         upload_size(path, self.max_upload, "Discord takes")
         try:
             message = await self._channel(room).send(
                 self._content(out, plain), file=discord.File(path, filename=name),
-                allowed_mentions=NO_MENTIONS)
+                allowed_mentions=NO_MENTIONS, nonce=key or None)
         except Exception as exc:
             raise classify(exc) from None
         return message.id

@@ -15,9 +15,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from cadenza.frontends.live.ledger import Ledger, LiveMessage
-from cadenza.frontends.live.outbox import Outbox
+from cadenza.frontends.live.ledger import Ledger, LiveMessage, LostSend, Room
+from cadenza.frontends.live.outbox import Outbox, Unsure
 from cadenza.frontends.live.pacing import Pacing
+from cadenza.frontends.live.reachability import Reachability
 from cadenza.frontends.live.retry import RetryPolicy
 from cadenza.frontends.live.transport import BadFormat, Retry, SendError, Transport
 from cadenza.frontends.live.views import Style, View, interrupted
@@ -48,6 +49,8 @@ class Engine:
         self.recovered = asyncio.Event()  # every recovery was reported (on_ready)
         self.outboxes: dict[int, Outbox] = {}
         self._prune_at = PRUNE_AT
+        self.reachability = Reachability(clock)  # the frontend's poller reports to it too
+        self.rooms: dict[int, Room] = {}  # newest known ids and lost sends, on record
 
     # --- views ----------------------------------------------------------------------
 
@@ -76,9 +79,11 @@ class Engine:
         if outbox is None:
             if len(self.outboxes) >= self._prune_at:
                 self._prune()
+            known = self.rooms.get(room)
             outbox = self.outboxes[room] = Outbox(
                 room, self.transport, self.pacing, self.clock, self.log, self.ready,
-                self.retry, self.ledger)
+                self.retry, self.ledger, self.reachability,
+                None if known is None else known.last_id)
         return outbox
 
     def _prune(self) -> None:
@@ -90,6 +95,8 @@ class Engine:
             if outbox.disposable(now):
                 del self.outboxes[room]
                 outbox.dispose()
+                if outbox.last_id is not None:
+                    self.rooms[room] = Room(outbox.last_id, ())
         self._prune_at = max(PRUNE_AT, 2 * len(self.outboxes))
 
     # --- what a crashed run left ----------------------------------------------------
@@ -99,11 +106,13 @@ class Engine:
         ``ready``)."""
         self.left_over = await self.ledger.left_over()
         self.live_left_over = await self.ledger.live_left_over()
+        self.rooms = await self.ledger.rooms_on_record()
 
     async def finish_left_over(self) -> None:
         """Finish what a crashed run left behind (see ``ledger``): each live message is
         edited to say that its turn was interrupted, and whether it resumes (known once the
-        journal has reported its recoveries); other messages lose their buttons."""
+        journal has reported its recoveries); other messages lose their buttons. Sends a
+        crash cut short are looked for where they would be, and finished the same way."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(RECOVERY_WAIT):
                 await self.recovered.wait()
@@ -119,10 +128,25 @@ class Engine:
                 await self._fix(room, message_id, lambda r, m, plain:
                                 self.transport.clear_buttons(r, m))
             await self.ledger.remove([(room, message_id)])
+        for room, known in self.rooms.items():
+            if known.lost:
+                self.outbox(room).look_for([Unsure(sent, None, finish=self._finisher(room, sent))
+                                            for sent in known.lost])
         self.recoveries.clear()
         if self.left_over or live:
             self.log.info("%s: finished %d message(s) left by the previous run", self.name,
                           len(set(self.left_over) | set(live)))
+
+    def _finisher(self, room: int, sent: LostSend) -> Callable[[int], Awaitable[None]] | None:
+        """What to do with the message of a send a crash cut short, once found: a live
+        message says its turn was interrupted; buttons are removed."""
+        live = sent.out.live
+        if live is not None:
+            out = interrupted(self.style, live[1], live[2], self.recoveries.get(live[0]))
+            return lambda message_id: self.transport.edit(room, message_id, out, sent.plain)
+        if sent.out.buttons:
+            return lambda message_id: self.transport.clear_buttons(room, message_id)
+        return None
 
     async def _fix(self, room: int, message_id: int,
                    call: Callable[[int, int, bool], Awaitable[None]]) -> None:

@@ -10,17 +10,24 @@ removed and each live message is edited to say its turn was interrupted (and whe
 resumes). Writes happen when a message is sent, when its text changes (at most one edit a
 second per room, coalesced) and when it is done; never per text delta.
 
-Each frontend has its own two tables, ``{name}_buttons`` and ``{name}_live``, migrated under
-its own name.
+For a platform whose message ids count up in each room (Telegram), a third table keeps per
+room the newest id the bot sent and the sends whose answers were lost (written before each
+send), so that the messages of those sends can be found and finished after a crash too (see
+``outbox``).
+
+Each frontend has its own tables, ``{name}_buttons``, ``{name}_live`` and ``{name}_rooms``,
+migrated under its own name.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from cadenza.frontends.live.transport import Outgoing
 from sqlalchemy import Column, Integer, MetaData, Table, Text, bindparam, delete, select
 
 if TYPE_CHECKING:  # internal types; plugins use cadenza.api at run time
@@ -35,7 +42,44 @@ def migrations(name: str, markup_column: str = "markup") -> list[str]:
         f"CREATE TABLE {name}_live (chat_id INTEGER NOT NULL, message_id INTEGER NOT NULL, "
         f"turn_id TEXT NOT NULL, {markup_column} TEXT NOT NULL, plain TEXT NOT NULL, "
         "PRIMARY KEY (chat_id, message_id))",
+        f"CREATE TABLE {name}_rooms (chat_id INTEGER PRIMARY KEY, last_id INTEGER, "
+        "unsure TEXT NOT NULL DEFAULT '[]')",
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class LostSend:
+    """A send whose answer never came: its message may or may not be in the room."""
+
+    out: Outgoing
+    plain: bool  # sent as plain text
+    after: int | None  # the newest message id the bot knew in the room when it was sent
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    """What is on record for one room: its newest known id and its lost sends."""
+
+    last_id: int | None
+    lost: tuple[LostSend, ...]
+
+
+def _encode(lost: Iterable[LostSend]) -> str:
+    return json.dumps([{
+        "markup": send.out.markup, "plain": send.out.plain,
+        "buttons": send.out.buttons, "live": send.out.live, "document": send.out.document,
+        "as_plain": send.plain, "after": send.after} for send in lost])
+
+
+def _decode(text: str) -> tuple[LostSend, ...]:
+    def pair(value: list[str] | None) -> tuple[str, str] | None:
+        return None if value is None else (value[0], value[1])
+
+    return tuple(LostSend(Outgoing(
+        item["markup"], item["plain"], tuple((label, data) for label, data in item["buttons"]),
+        None if item["live"] is None else (item["live"][0], item["live"][1], item["live"][2]),
+        pair(item["document"])), bool(item["as_plain"]), item["after"])
+        for item in json.loads(text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +129,14 @@ class Ledger:
             live.c.chat_id.label("room"), live.c.message_id, live.c.turn_id,
             live.c.markup.label("markup"), live.c.plain,
         ).order_by(live.c.chat_id, live.c.message_id)
+        self.rooms = rooms = Table(
+            f"{name}_rooms", metadata,
+            Column("chat_id", Integer, primary_key=True, autoincrement=False),
+            Column("last_id", Integer),
+            Column("unsure", Text, nullable=False),
+        )
+        self._select_rooms = select(rooms.c.chat_id, rooms.c.last_id, rooms.c.unsure)
+        self._note_room = store.upsert(rooms, {}, key=["chat_id"], update=["last_id", "unsure"])
         self._add = store.upsert(buttons, {}, key=["chat_id", "message_id"], update=[])
         self._remember = store.upsert(live, {}, key=["chat_id", "message_id"],
                                       update=["turn_id", "markup", "plain"])
@@ -106,6 +158,22 @@ class Ledger:
         rows = [{"of_chat": room, "of_message": message_id} for room, message_id in messages]
         await self._write(self._forget_buttons, rows)
         await self._write(self._forget_live, rows)
+
+    async def note_room(self, room: int, last_id: int | None, lost: Iterable[LostSend]) -> None:
+        """The room's newest known message id, and its sends not known to have arrived."""
+        await self._write(self._note_room, [
+            {"chat_id": room, "last_id": last_id, "unsure": _encode(lost)}])
+
+    async def rooms_on_record(self) -> dict[int, Room]:
+        """Each room's newest known id and lost sends, as the previous run left them."""
+        found: dict[int, Room] = {}
+        for row in await self._read(self._select_rooms):
+            try:
+                found[row["chat_id"]] = Room(row["last_id"], _decode(row["unsure"]))
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                self.log.warning("%s: unreadable record of chat %s (%s); ignored", self.name,
+                                 row["chat_id"], exc)
+        return found
 
     async def left_over(self) -> list[tuple[int, int]]:
         """Messages a previous run left with buttons: (room, message id)."""

@@ -7,6 +7,19 @@ one call: send the next message or edit one that differs. Failures decide what h
 (see ``transport``): after a 429 the room waits as told, after a network error or 5xx it
 backs off, and either way the next attempt carries the newest content. A view is dropped once
 it is finished and shown, so the final text of a turn is retried until it is delivered.
+
+Exactly once. A send whose answer was lost (a network error or a 5xx after the request
+left) may have reached the chat. It is retried with the same content and the same ``key``,
+so a platform with idempotency keys (Discord's nonce) returns the first message. A platform
+whose message ids count up in each room (Telegram: the transport has ``probe``) cannot
+dedupe, so the outbox keeps the newest id it sent; when the next send succeeds, the ids in
+between are either other people's messages, or messages of the lost sends. ``probe`` tells
+them apart without changing anything (an edit to the same content: "not modified" only for
+the bot's own message showing exactly that), and each one found is deleted if its message
+was sent again meanwhile, or else becomes that message. Ids that fail the proof are never
+touched. The room's newest id and its lost sends are on record (``ledger``), so a send cut
+short by a crash is found at the next start and finished like the live messages a crash
+left (``Engine.finish_left_over``).
 """
 
 from __future__ import annotations
@@ -14,11 +27,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from cadenza.frontends.live.ledger import Ledger, LiveMessage
+from cadenza.frontends.live.ledger import Ledger, LiveMessage, LostSend
 from cadenza.frontends.live.pacing import Pacing
+from cadenza.frontends.live.reachability import Reachability
 from cadenza.frontends.live.retry import Backoff, RetryPolicy
 from cadenza.frontends.live.transport import (
     BadFormat,
@@ -29,6 +45,7 @@ from cadenza.frontends.live.transport import (
     Outgoing,
     Rejected,
     Retry,
+    SendError,
     Transport,
 )
 from cadenza.frontends.live.views import DocumentView, View
@@ -40,6 +57,13 @@ NOT_SENT = 0  # a part to (re)send
 LOST = -1  # a part the platform refused for good: not retried
 TYPING_MARGIN = 0.5  # seconds before "typing" runs out that it is renewed
 TYPING_RETRY = 0.5  # seconds to wait while messages are queued for the shared rate
+MAX_PROBES = 20  # ids after a lost send checked for its message
+LEFT_SPAN = 5  # ids after a send a crash cut short checked at the next start
+
+
+class Probing(Protocol):
+    async def __call__(self, room: int, message_id: int, out: Outgoing, plain: bool, /
+                       ) -> bool: ...
 
 
 @dataclass(eq=False)
@@ -52,6 +76,19 @@ class Tracked:
     plain: bool = False  # the platform refused this view's markup once: plain text from now on
     buttons: list[tuple[int, int]] = field(default_factory=list)  # sent with buttons
     live: dict[int, str] = field(default_factory=dict)  # live message id → text on record
+    key: str = field(default_factory=lambda: secrets.token_hex(6))  # + part: a send's key
+    # part → (content, plain) of a send whose answer was lost: the retry repeats it
+    pinned: dict[int, tuple[Outgoing, bool]] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class Unsure:
+    """A lost send waiting for the proof of whether it reached the room."""
+
+    sent: LostSend
+    tracked: Tracked | None  # None: a previous run's, found and finished by ``finish``
+    index: int = 0
+    finish: Callable[[int], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +106,8 @@ class Job:
 class Outbox:
     def __init__(self, room: int, transport: Transport, pacing: Pacing, clock: Clock,
                  log: logging.Logger, ready: asyncio.Event, retry: RetryPolicy,
-                 ledger: Ledger | None = None) -> None:
+                 ledger: Ledger | None = None, reachability: Reachability | None = None,
+                 last_id: int | None = None) -> None:
         self.room = room
         self.transport = transport
         self.name = transport.name
@@ -87,6 +125,13 @@ class Outbox:
         self._worker: asyncio.Task[None] | None = None
         self._typing: asyncio.Task[None] | None = None
         self.last_call = float("-inf")  # when the last send or edit went out
+        self.reachability = reachability or Reachability(clock)
+        self.probe: Probing | None = getattr(transport, "probe", None)  # ids count up
+        self.last_id = last_id  # the newest message the bot sent in the room, if known
+        self.first_id: int | None = None  # the first this run sent
+        self.unsure: list[Unsure] = []  # lost sends (with ``probe`` only)
+        self.settle_below: int | None = None  # the id under which they are looked for
+        self.orphans: list[int] = []  # messages of lost sends that were sent again
 
     # --- the views ------------------------------------------------------------------
 
@@ -101,12 +146,29 @@ class Outbox:
                 if tracked.pending_since is None:
                     tracked.pending_since = self.clock.monotonic()
                 break
+        self._kick()
+        if view.running and (self._typing is None or self._typing.done()):
+            self._typing = asyncio.ensure_future(self._keep_typing())
+
+    def _kick(self) -> None:
         self.idle.clear()
         self._wake.set()
         if self._worker is None or self._worker.done():
             self._worker = asyncio.ensure_future(self._run())
-        if view.running and (self._typing is None or self._typing.done()):
-            self._typing = asyncio.ensure_future(self._keep_typing())
+
+    def look_for(self, sends: list[Unsure]) -> None:
+        """Sends a previous run made whose answers it never saw: look for their messages
+        among the ``LEFT_SPAN`` ids after each (never those this run sent) and finish them."""
+        sends = [send for send in sends if send.sent.after is not None]
+        if not sends:
+            return
+        self.unsure.extend(sends)
+        top = max(send.sent.after or 0 for send in sends) + 1 + LEFT_SPAN
+        for bound in (self.first_id, self.settle_below):
+            if bound is not None:
+                top = min(top, bound)
+        self.settle_below = top
+        self._kick()
 
     async def drain(self) -> None:
         await self.idle.wait()
@@ -114,7 +176,8 @@ class Outbox:
     def disposable(self, now: float) -> bool:
         """Nothing to show, nothing running, and the room's pace fully recovered: forgetting
         this outbox loses nothing (a new one for the room starts the same)."""
-        return (not self.items and self.idle.is_set() and self.pace.recovered(now)
+        return (not self.items and not self.unsure and not self.orphans
+                and self.idle.is_set() and self.pace.recovered(now)
                 and (self._typing is None or self._typing.done()))
 
     def dispose(self) -> None:
@@ -135,6 +198,9 @@ class Outbox:
     async def _run(self) -> None:
         await self.ready.wait()
         while True:
+            if self.orphans or (self.unsure and self.settle_below is not None):
+                await self._call(self._settle)
+                continue
             job = await self._next()
             if job is None:
                 self.idle.set()
@@ -184,38 +250,54 @@ class Outbox:
     async def _attempt(self, job: Job) -> None:
         tracked = job.tracked
         since, tracked.pending_since = tracked.pending_since, None
+        done = await self._call(lambda: self._perform(job))
+        if since is not None and (not done or self._job_for(tracked) is not None):
+            pending = tracked.pending_since
+            tracked.pending_since = since if pending is None else min(since, pending)
+
+    async def _call(self, work: Callable[[], Awaitable[None]]) -> bool:
+        """Run one round's calls; a failure decides what happens next (see ``transport``).
+        Whether they all succeeded."""
         self.last_call = self.clock.monotonic()
-        done = False
         try:
-            await self._perform(job)
-            done = True
-            self.backoff.reset()
+            await work()
         except Retry as retry:
             if retry.flood and retry.after is not None:
+                self.reachability.answered()
                 self.pacing.limited(self.pace, retry.after)
                 self.log.warning("%s: chat %s: %s", self.name, self.room, retry)
             else:
+                self.reachability.failed()
                 delay = max(0.0, next(self.backoff))
                 self.log.warning("%s: chat %s: %s; retrying in %.1f s", self.name, self.room,
                                  retry, delay)
-                await self.clock.sleep(delay)
+                await self.reachability.wait(delay)
+            return False
         except Migrated as moved:
+            self.reachability.answered()
             self.log.info("%s: chat %s moved to %s", self.name, self.room, moved.room)
-            self.room = moved.room
+            self.room, self.last_id, self.first_id = moved.room, None, None
+            self.unsure.clear()
+            self.orphans.clear()
+            return False
         except ChatUnavailable as gone:
+            self.reachability.answered()
             self.log.warning("%s: chat %s is unavailable (%s); dropping %d message(s)",
                              self.name, self.room, gone, len(self.items))
             for item in list(self.items):
                 await self._forget(item)
+            self.unsure.clear()
+            self.orphans.clear()
+            return False
         except Exception:
             delay = max(0.0, next(self.backoff))
             self.log.exception("%s: unexpected error in chat %s; retrying in %.1f s",
                                self.name, self.room, delay)
             await self.clock.sleep(delay)
-        finally:
-            if since is not None and (not done or self._job_for(tracked) is not None):
-                pending = tracked.pending_since
-                tracked.pending_since = since if pending is None else min(since, pending)
+            return False
+        self.backoff.reset()
+        self.reachability.answered()
+        return True
 
     async def _perform(self, job: Job) -> None:
         tracked, index, out = job.tracked, job.index, job.out
@@ -223,26 +305,36 @@ class Outbox:
             tracked.ids.append(NOT_SENT)
             tracked.shown.append(None)
         if job.send:
-            tracked.ids[index] = message_id = await self._send(tracked, out)
-            if out.buttons and message_id != LOST and self.ledger is not None:
-                tracked.buttons.append((self.room, message_id))
-                await self.ledger.add(self.room, message_id)
-                await self._remember(tracked, message_id, out)
-        else:
-            message_id = tracked.ids[index]
-            await self._remember(tracked, message_id, out)  # before the edit: a crash may follow
-            try:
-                await self._edit(tracked, message_id, out)
-                sealed = out.live is None and tracked.live.pop(message_id, None) is not None
-                if sealed and self.ledger is not None:  # the answer goes on below it
-                    await self.ledger.forget_live(self.room, message_id)
-            except (Gone, Rejected) as exc:
-                # deleted by someone, too old to edit, or refused: say it in a new message
-                self.log.info("%s: chat %s: cannot edit message %s (%s); sending anew",
-                              self.name, self.room, tracked.ids[index], exc)
-                tracked.ids[index], tracked.shown[index] = NOT_SENT, None
-                return
+            message_id, out = await self._send(tracked, index, out)
+            await self._shows(tracked, index, message_id, out)
+            return
+        message_id = tracked.ids[index]
+        await self._remember(tracked, message_id, out)  # before the edit: a crash may follow
+        try:
+            await self._edit(tracked, message_id, out)
+            sealed = out.live is None and tracked.live.pop(message_id, None) is not None
+            if sealed and self.ledger is not None:  # the answer goes on below it
+                await self.ledger.forget_live(self.room, message_id)
+        except (Gone, Rejected) as exc:
+            # deleted by someone, too old to edit, or refused: say it in a new message
+            self.log.info("%s: chat %s: cannot edit message %s (%s); sending anew",
+                          self.name, self.room, tracked.ids[index], exc)
+            tracked.ids[index], tracked.shown[index] = NOT_SENT, None
+            return
         tracked.shown[index] = out
+
+    async def _shows(self, tracked: Tracked, index: int, message_id: int,
+                     out: Outgoing) -> None:
+        """Part ``index`` of ``tracked`` is message ``message_id`` (or NOT_SENT / LOST),
+        showing ``out``."""
+        tracked.ids[index], tracked.shown[index] = message_id, out
+        if message_id in (NOT_SENT, LOST):
+            return
+        tracked.pinned.pop(index, None)
+        if out.buttons and self.ledger is not None:
+            tracked.buttons.append((self.room, message_id))
+            await self.ledger.add(self.room, message_id)
+            await self._remember(tracked, message_id, out)
 
     async def _remember(self, tracked: Tracked, message_id: int, out: Outgoing) -> None:
         """Put a live message's text on record when it changed (see ``ledger``)."""
@@ -253,29 +345,124 @@ class Outbox:
         tracked.live[message_id] = plain
         await self.ledger.remember(LiveMessage(self.room, message_id, turn_id, markup, plain))
 
-    async def _send(self, tracked: Tracked, out: Outgoing) -> int:
-        transport = self.transport
-        send = transport.send if out.document is None else transport.send_document
+    async def _send(self, tracked: Tracked, index: int, out: Outgoing
+                    ) -> tuple[int, Outgoing]:
+        """Send part ``index``: its id (or NOT_SENT / LOST), and what it shows."""
+        out, plain = tracked.pinned.get(index, (out, tracked.plain))
         try:
             try:
-                return await send(self.room, tracked.thread, out, tracked.plain)
+                return await self._send_once(tracked, index, out, plain), out
             except BadFormat as exc:
                 self.log.warning("%s: chat %s: formatting refused (%s); sending plain text",
                                  self.name, self.room, exc)
                 tracked.plain = True
-                return await send(self.room, tracked.thread, out, True)
+                return await self._send_once(tracked, index, out, True), out
         except NoThread:
             tracked.thread = None  # the thread is gone: the room itself still works
-            raise Retry("the forum topic is gone; sending to the chat", 0.0) from None
+            self.log.info("%s: chat %s: the forum topic is gone; sending to the chat",
+                          self.name, self.room)
+            return NOT_SENT, out
         except Rejected as exc:
             if out.document is not None and isinstance(tracked.view, DocumentView):
                 self.log.warning("%s: chat %s: could not send %s (%s); saying so instead",
                                  self.name, self.room, out.document[0], exc)
                 tracked.view.fail(str(exc))  # it shows a text message now: sent next round
-                return NOT_SENT
+                return NOT_SENT, out
             self.log.error("%s: chat %s refused a message for good (%s): %.200r",
                            self.name, self.room, exc, out.plain)
-            return LOST
+            return LOST, out
+
+    async def _send_once(self, tracked: Tracked, index: int, out: Outgoing,
+                         plain: bool) -> int:
+        transport = self.transport
+        send = transport.send if out.document is None else transport.send_document
+        attempt = Unsure(LostSend(out, plain, self.last_id), tracked, index)
+        if self.probe is not None:  # on record first: a crash may cut the send short
+            await self._note(attempt)
+        try:
+            message_id = await send(self.room, tracked.thread, out, plain,
+                                    f"{tracked.key}-{index}")
+        except Retry as retry:
+            if retry.flood:
+                await self._note()
+            else:  # it may have arrived: retry it as it was, and look for it
+                tracked.pinned[index] = (out, plain)
+                if self.probe is not None:
+                    self.unsure.append(attempt)
+            raise
+        except SendError:
+            await self._note()
+            raise
+        if self.first_id is None:
+            self.first_id = message_id
+        if self.unsure:
+            self.settle_below = min(self.settle_below or message_id, message_id)
+        self.last_id = max(self.last_id or message_id, message_id)
+        await self._note()
+        return message_id
+
+    async def _note(self, attempt: Unsure | None = None) -> None:
+        """Put the room's newest id and lost sends on record (platforms with ``probe``)."""
+        if self.probe is None or self.ledger is None:
+            return
+        unsure = [*self.unsure, attempt] if attempt is not None else self.unsure
+        await self.ledger.note_room(self.room, self.last_id, [item.sent for item in unsure])
+
+    async def _settle(self) -> None:
+        """Delete the orphans found, then look for the messages of the lost sends among the
+        ids before ``settle_below``; what is not found there never arrived."""
+        while self.orphans:
+            await self.pacing.slot(self.pace)
+            await self.transport.delete(self.room, self.orphans[0])
+            self.log.info("%s: chat %s: deleted message %s, a copy left by a lost answer",
+                          self.name, self.room, self.orphans.pop(0))
+        if not self.unsure or self.settle_below is None or self.probe is None:
+            return
+        upper = self.settle_below
+        afters = [item.sent.after for item in self.unsure]
+        low = upper - 1 - MAX_PROBES
+        if None not in afters:
+            low = max(low, min(after for after in afters if after is not None))
+        for message_id in range(low + 1, upper):
+            tried: set[tuple[Outgoing, bool]] = set()
+            for item in list(self.unsure):
+                sent = item.sent
+                if ((sent.after is not None and sent.after >= message_id)
+                        or (sent.out, sent.plain) in tried):
+                    continue
+                tried.add((sent.out, sent.plain))
+                await self.pacing.slot(self.pace)
+                if await self.probe(self.room, message_id, sent.out, sent.plain):
+                    self.unsure.remove(item)
+                    await self._found(message_id, item)
+                    break
+            if not self.unsure:
+                break
+        self.unsure.clear()
+        self.settle_below = None
+        await self._note()
+
+    async def _found(self, message_id: int, item: Unsure) -> None:
+        """``message_id`` is the message of the lost send ``item``."""
+        tracked = item.tracked
+        if tracked is None:
+            self.log.info("%s: chat %s: message %s was sent before a crash; finishing it",
+                          self.name, self.room, message_id)
+            if item.finish is not None:
+                await self.pacing.slot(self.pace)
+                with contextlib.suppress(SendError):  # best effort, like any left-over
+                    await item.finish(message_id)
+            return
+        index = item.index
+        if index < len(tracked.ids) and tracked.ids[index] not in (NOT_SENT, LOST):
+            self.orphans.append(message_id)  # sent again meanwhile: a copy, deleted next
+            return
+        self.log.info("%s: chat %s: message %s arrived though its answer was lost; kept",
+                      self.name, self.room, message_id)
+        while len(tracked.ids) <= index:
+            tracked.ids.append(NOT_SENT)
+            tracked.shown.append(None)
+        await self._shows(tracked, index, message_id, item.sent.out)
 
     async def _edit(self, tracked: Tracked, message_id: int, out: Outgoing) -> None:
         try:

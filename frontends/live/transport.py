@@ -41,12 +41,15 @@ with the newest content. Each call the engine makes has waited for its pacing sl
     (with a message naming the chat) for a chat id that is not the platform's.
 ``is_group(room: int) -> bool``
     Whether ``Limits.group`` applies to the room on top of ``Limits.chat``.
-``send(room, thread, out, plain=False) -> int``
+``send(room, thread, out, plain=False, key="") -> int``
     Post ``out`` as a new message (``out.markup`` in the platform's formatting, or
     ``out.plain`` unformatted when ``plain``), with ``out.buttons`` rendered as the
     platform's buttons (each is ``(label, data)``; a press must reach the frontend's ingress
     with ``data``), link previews off, mentions never pinging. Returns its message id.
-``send_document(room, thread, out, plain=False) -> int``
+    ``key`` (at most 25 characters) names the message: a send retried after its answer was
+    lost carries the same ``key`` and the same ``out``, so a platform with idempotency keys
+    uses it (Discord's ``nonce``) to answer with the first message instead of a copy.
+``send_document(room, thread, out, plain=False, key="") -> int``
     Upload the file ``out.document == (path, file name)`` with ``out`` as its caption.
     Raises ``Rejected`` for a file the platform will not take (too large, unreadable) before
     any upload when it can tell.
@@ -62,6 +65,15 @@ with the newest content. Each call the engine makes has waited for its pacing sl
 ``typing(room, thread) -> None``
     Show "typing…" (or the platform's equivalent) for ``Limits.typing_lasts`` seconds. Best
     effort: any failure is only logged.
+
+Optional: ``probe(room, message_id, out, plain) -> bool``
+    For a platform without idempotency keys whose message ids count up one by one in each
+    room (Telegram). Whether ``message_id`` is the bot's own message showing exactly ``out``
+    (as ``send`` or ``send_document`` would have posted it), *changing nothing* (Telegram:
+    the same edit, answered "message is not modified" only in that case); ``False`` for
+    anyone else's message, a missing one, or another error that proves nothing. Raises
+    ``Retry`` when it got no answer. With it, the engine finds the messages of sends whose
+    answers were lost (see ``outbox``).
 
 Which exception means what
 --------------------------
@@ -175,10 +187,10 @@ class Transport(Protocol):
     def is_group(self, room: int, /) -> bool: ...
 
     async def send(self, room: int, thread: int | None, out: Outgoing,
-                   plain: bool = False, /) -> int: ...
+                   plain: bool = False, key: str = "", /) -> int: ...
 
     async def send_document(self, room: int, thread: int | None, out: Outgoing,
-                            plain: bool = False, /) -> int: ...
+                            plain: bool = False, key: str = "", /) -> int: ...
 
     async def edit(self, room: int, message_id: int, out: Outgoing,
                    plain: bool = False, /) -> None: ...

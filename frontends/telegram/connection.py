@@ -88,7 +88,8 @@ class Connection:
             return core.accepting and not self.switched_off()
 
         self.poller = Poller(self.client, dispatcher(), self.settings, self.clock, self.log,
-                             accepting=accepting, inbound=self.inbound)
+                             accepting=accepting, reachability=self.engine.reachability,
+                             inbound=self.inbound)
         while accepting():
             try:
                 await self.poller.run()

@@ -11,10 +11,14 @@ new message instead of editing (``Gone``), send the same thing as plain text
 message (``Rejected``; also a document too large for Telegram, or unreadable) or on the whole
 chat (``ChatUnavailable``: the bot was blocked or removed), follow a group that became a
 supergroup (``Migrated``). "Message is not modified" is a success. Nothing here sleeps: the
-engine decides when to retry, with fresh content.
+engine decides when to retry, with fresh content. Telegram has no idempotency key, but a
+chat's message ids count up: ``probe`` lets the engine find the message of a send whose
+answer was lost.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -143,7 +147,7 @@ class Api:
         return is_group(room)
 
     async def send(self, chat_id: int, thread_id: int | None, out: Outgoing,
-                   plain: bool = False) -> int:
+                   plain: bool = False, key: str = "") -> int:
         try:
             message = await self.bot.send_message(
                 chat_id=chat_id, message_thread_id=thread_id,
@@ -155,7 +159,7 @@ class Api:
         return message.message_id
 
     async def send_document(self, chat_id: int, thread_id: int | None, out: Outgoing,
-                            plain: bool = False) -> int:
+                            plain: bool = False, key: str = "") -> int:
         """Upload ``out.document`` (multipart) with ``out`` as its caption."""
         assert out.document is not None
         path, name = out.document
@@ -172,16 +176,38 @@ class Api:
 
     async def edit(self, chat_id: int, message_id: int, out: Outgoing,
                    plain: bool = False) -> None:
+        with contextlib.suppress(NotModified):
+            await self._edit(chat_id, message_id, out, plain)
+
+    async def probe(self, chat_id: int, message_id: int, out: Outgoing, plain: bool) -> bool:
+        """Whether the message is the bot's, showing exactly ``out``: the same edit, which
+        Telegram answers "message is not modified" only then, and refuses for anyone else's
+        message ("message can't be edited") or a missing one."""
         try:
-            await self.bot.edit_message_text(
-                chat_id=chat_id, message_id=message_id,
-                text=out.plain if plain else out.markup, parse_mode=None if plain else HTML,
-                reply_markup=keyboard(out.buttons), link_preview_options=NO_PREVIEW,
-            )
+            await self._edit(chat_id, message_id, out, plain)
+        except NotModified:
+            return True
+        except Retry:
+            raise
+        except SendError:
+            return False
+        return False  # the bot's, but it showed something else (and now shows ``out``)
+
+    async def _edit(self, chat_id: int, message_id: int, out: Outgoing, plain: bool) -> None:
+        """Edit the text (or a document's caption); raises ``NotModified`` for an edit that
+        would change nothing."""
+        text, mode = (out.plain, None) if plain else (out.markup, HTML)
+        try:
+            if out.document is not None:
+                await self.bot.edit_message_caption(
+                    chat_id=chat_id, message_id=message_id, caption=text, parse_mode=mode,
+                    reply_markup=keyboard(out.buttons))
+            else:
+                await self.bot.edit_message_text(
+                    chat_id=chat_id, message_id=message_id, text=text, parse_mode=mode,
+                    reply_markup=keyboard(out.buttons), link_preview_options=NO_PREVIEW)
         except Exception as exc:
-            outcome = classify(exc)
-            if not isinstance(outcome, NotModified):
-                raise outcome from None
+            raise classify(exc) from None
 
     async def delete(self, chat_id: int, message_id: int) -> None:
         try:

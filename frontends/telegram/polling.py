@@ -4,7 +4,9 @@ Updates are fetched in order and handed one by one to the dispatcher; an update 
 done (its offset is confirmed) only after it was handed over, and an error while handling
 one is logged and never stops the loop. Network errors, 5xx, a hanging request and a restart
 of the API server are retried with backoff. Once Cadenza stops taking messages the loop stops
-fetching and leaves the rest unconfirmed: Telegram keeps them for the next start.
+fetching and leaves the rest unconfirmed: Telegram keeps them for the next start. The poll
+reports to the engine's ``Reachability``: while Telegram is down, it is one of the calls that
+find out when it is back, and its first answer lets every waiting chat catch up at once.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from aiogram.exceptions import TelegramConflictError, TelegramUnauthorizedError
 from aiogram.methods import GetUpdates
 from aiogram.types import Update
 from aiogram.utils.backoff import Backoff
+from cadenza.frontends.live.reachability import Reachability
 from cadenza.frontends.telegram.client import backoff_config
 from cadenza.frontends.telegram.settings import TelegramSettings
 
@@ -30,13 +33,14 @@ ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 class Poller:
     def __init__(self, bot: Bot, dispatcher: Dispatcher, settings: TelegramSettings,
                  clock: Clock, log: logging.Logger, accepting: Callable[[], bool],
-                 **context: Any) -> None:
+                 reachability: Reachability, **context: Any) -> None:
         self.bot = bot
         self.dispatcher = dispatcher
         self.settings = settings
         self.clock = clock
         self.log = log
         self.accepting = accepting
+        self.reachability = reachability
         self.context = context  # passed to handlers that ask for it by name
         self.offset: int | None = None  # the first update not handed over yet
         self.fetched = 0
@@ -63,11 +67,13 @@ class Poller:
                 await self.clock.sleep(delay)
                 continue
             except Exception as exc:
+                self.reachability.failed()
                 delay = max(0.0, next(backoff))
                 self.log.warning("telegram: getUpdates failed (%s: %s); retrying in %.1f s",
                                  type(exc).__name__, exc, delay)
-                await self.clock.sleep(delay)
+                await self.reachability.wait(delay)
                 continue
+            self.reachability.answered()
             if backoff.counter:
                 self.log.info("telegram: receiving updates again")
                 backoff.reset()

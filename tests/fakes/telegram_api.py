@@ -976,7 +976,7 @@ class FakeTelegramServer:
         self._chats: dict[int, _Chat] = {}
         self._callbacks: dict[str, _CallbackQuery] = {}
         self._commands: dict[tuple[str, str], list[JSON]] = {}
-        self._faults: dict[str, deque[Fault]] = {}
+        self._faults: dict[str, deque[tuple[Fault, Callable[[JSON], bool] | None]]] = {}
         self._hangs: set[asyncio.Event] = set()
         self._changed = asyncio.Event()
         self._poll_ticket = 0
@@ -995,6 +995,7 @@ class FakeTelegramServer:
             "sendMessage": self._send_message,
             "sendDocument": self._send_document,
             "editMessageText": self._edit_message_text,
+            "editMessageCaption": self._edit_message_caption,
             "editMessageReplyMarkup": self._edit_message_reply_markup,
             "deleteMessage": self._delete_message,
             "sendChatAction": self._send_chat_action,
@@ -1244,12 +1245,14 @@ class FakeTelegramServer:
 
     # ----------------------------------------------------------------- fault injection
 
-    def fail_next(self, method: str, fault: Fault, times: int = 1) -> None:
-        """Answer the next ``times`` calls of ``method`` ("*" for any) with ``fault``."""
+    def fail_next(self, method: str, fault: Fault, times: int = 1, *,
+                  when: Callable[[JSON], bool] | None = None) -> None:
+        """Answer the next ``times`` calls of ``method`` ("*" for any) with ``fault``;
+        with ``when``, the next calls whose parameters it accepts (others go through)."""
         name = method if method == "*" else self._method_names.get(method.lower())
         if name is None:
             raise ValueError(f"unknown method {method!r}")
-        self._faults.setdefault(name, deque()).extend([fault] * times)
+        self._faults.setdefault(name, deque()).extend([(fault, when)] * times)
 
     def clear_faults(self) -> None:
         self._faults.clear()
@@ -1259,10 +1262,13 @@ class FakeTelegramServer:
         for hang in self._hangs:
             hang.set()
 
-    def _take_fault(self, method: str) -> Fault | None:
+    def _take_fault(self, method: str, params: JSON) -> Fault | None:
         for key in (method, "*"):
             if queue := self._faults.get(key):
-                return queue.popleft()
+                fault, when = queue[0]
+                if when is None or when(params):
+                    queue.popleft()
+                    return fault
         return None
 
     # ----------------------------------------------------------------- HTTP plumbing
@@ -1328,7 +1334,7 @@ class FakeTelegramServer:
         handler = self._handlers.get(call.method)
         if handler is None:
             return 404, ApiError(404, "Not Found").body()
-        fault = self._take_fault(call.method)
+        fault = self._take_fault(call.method, call.params)
         if fault is not None and fault.kind == "error":
             return fault.status, fault.as_error().body()
         if fault is not None and fault.kind == "hang":
@@ -1642,17 +1648,7 @@ class FakeTelegramServer:
             raise ApiError(413, "Request Entity Too Large")
         if not document.data:
             raise bad_request("file must be non-empty")
-        caption, entities = "", []
-        if params.text("caption"):
-            try:
-                caption, entities = parse_text(
-                    params.text("caption") or "", params.text("parse_mode"),
-                    params.get("caption_entities") if isinstance(
-                        params.get("caption_entities"), list) else None)
-            except EntityParseError as error:
-                raise bad_request(f"can't parse entities: {error}") from None
-            if utf16_len(caption) > MAX_CAPTION_UTF16:
-                raise bad_request("message caption is too long")
+        caption, entities = self._caption(params)
         markup = self._reply_markup(params)
         self._check_flood(chat_id)
         name = document.filename or "document"
@@ -1696,6 +1692,39 @@ class FakeTelegramServer:
         message.text, message.entities, message.reply_markup = text, entities, markup
         message.source, message.parse_mode = params.text("text") or "", params.text("parse_mode")
         message.history.append(text)
+        message.edit_date = int(time.time())
+        return self._message_json(message)
+
+    @staticmethod
+    def _caption(params: _Params) -> tuple[str, list[JSON]]:
+        caption, entities = "", []
+        if params.text("caption"):
+            try:
+                caption, entities = parse_text(
+                    params.text("caption") or "", params.text("parse_mode"),
+                    params.get("caption_entities") if isinstance(
+                        params.get("caption_entities"), list) else None)
+            except EntityParseError as error:
+                raise bad_request(f"can't parse entities: {error}") from None
+            if utf16_len(caption) > MAX_CAPTION_UTF16:
+                raise bad_request("message caption is too long")
+        return caption, entities
+
+    def _edit_message_caption(self, params: _Params) -> JSON:
+        if params.get("inline_message_id") is not None:
+            raise bad_request("inline messages are not supported by the fake")
+        message = self._bot_message(
+            params.chat_id(), params.message_id(), "message to edit not found"
+        )
+        if not message.is_caption:
+            raise bad_request("there is no caption in the message to edit")
+        caption, entities = self._caption(params)
+        markup = self._reply_markup(params)
+        if (caption, entities, markup) == (message.text, message.entities, message.reply_markup):
+            raise bad_request(NOT_MODIFIED)
+        self._check_flood(message.chat_id)
+        message.text, message.entities, message.reply_markup = caption, entities, markup
+        message.history.append(caption)
         message.edit_date = int(time.time())
         return self._message_json(message)
 
