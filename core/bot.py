@@ -71,6 +71,10 @@ class Lane:
         return self.task is not None and not self.task.done()
 
 
+def new_turn_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
 class Bot:
     def __init__(
         self,
@@ -140,11 +144,16 @@ class Bot:
             self._refused(message, veto)
             return
         text = message.text.strip()
-        if not text:
+        if not text and not message.attachments:
             return
         if not self.accepting:
             await self.notify(message.chat, "Cadenza is shutting down; send it again in a "
                               "moment.", kind="error")
+            return
+        if message.attachments:
+            if await self.relay.first("on_attachments", message=message) is not True:
+                await self.notify(message.chat, "Files are not taken here (the files plugin "
+                                  "is off, or failed); send the text alone.", kind="error")
             return
         found = _COMMAND.match(text)
         if found:
@@ -234,17 +243,18 @@ class Bot:
 
     async def submit(
         self, chat: ChatRef, prompt: str, session: str = FOREGROUND, *, user_id: str = "",
-        options: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None, turn_id: str | None = None,
     ) -> Turn | None:
         """Accept a prompt of ``user_id`` for a chat's session: it runs now or after the turns
-        ahead of it. None when the chat already has ``max_queued`` prompts waiting (it is told)."""
+        ahead of it. None when the chat already has ``max_queued`` prompts waiting (it is told).
+        ``turn_id``: the id the caller prepared for it (else a new one)."""
         waiting = self.waiting(chat)
         if waiting >= self.limits.max_queued:
             await self.notify(chat, f"{waiting} prompts are already waiting here, the most "
                               "this chat may queue; send it again when one has run (/status "
                               "shows them, /stop drops them).", kind="error")
             return None
-        turn = Turn(id=uuid.uuid4().hex[:12], chat=chat, prompt=storable(prompt),
+        turn = Turn(id=turn_id or new_turn_id(), chat=chat, prompt=storable(prompt),
                     agent=self._lane(chat, session).agent, session=session,
                     created_at=self.clock.time(), user_id=user_id, options=dict(options or {}))
         await self.enqueue(turn)
@@ -330,8 +340,10 @@ class Bot:
         if not agent.supports_resume():
             turn = replace(turn, resume_id=None)
         output = OutputCap(turn.id, self.max_output, self.outputs_dir)
+        preamble = "" if turn.resume_id else "\n\n".join(
+            str(note) for note in await self.relay.call("prompt_preamble", turn=turn) if note)
         runner = TurnRunner(turn, agent, self.relay, self.clock, workdir=self.workdir,
-                            kill_grace=self.kill_grace, output=output)
+                            kill_grace=self.kill_grace, output=output, preamble=preamble)
         lane.runner = self._runners[turn.id] = runner
         try:
             result = await runner.run()
@@ -416,8 +428,9 @@ class Bot:
         Cadenza cannot stop its agents): SIGTERM, SIGKILL after ``kill_grace``."""
         return await stop_marked(turn_ids, self.kill_grace, self.clock.sleep)
 
-    async def notify(self, chat: ChatRef, text: str, kind: str = "info", **data: Any) -> None:
-        await self.relay.call("on_notice", notice=Notice(chat, text, kind, data))
+    async def notify(self, chat: ChatRef, text: str, kind: str = "info", *,
+                     files: tuple[Path, ...] = (), **data: Any) -> None:
+        await self.relay.call("on_notice", notice=Notice(chat, text, kind, data, files))
 
     async def idle(self) -> None:
         """Wait until no turn runs or waits."""

@@ -6,8 +6,9 @@ only, never on each other. ``data`` mappings are read-only by convention.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 # Stream event kinds. Kinds are plain strings so plugins can add their own
@@ -54,14 +55,28 @@ class ChatRef:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file a person sent with a message, not downloaded yet: only the ``on_attachments``
+    plugin decides whether it is fetched, and where."""
+
+    name: str  # as the sender's client named it: untrusted, never a path to use as is
+    size: int | None  # bytes, when the platform says before the download (checked first)
+    mime: str = ""  # the platform's idea of its type, when it has one
+    # writes the file at the given path (its folder exists); raises on failure
+    fetch: Callable[[Path], Awaitable[None]] | None = field(default=None, compare=False,
+                                                            repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
     """One inbound message from a person, already stripped of frontend specifics."""
 
     chat: ChatRef
     user_id: str
-    text: str
+    text: str  # a file's caption, for a message with attachments
     user_name: str = ""
     message_id: str | None = None
+    attachments: tuple[Attachment, ...] = ()  # files sent with it (an album: several)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,5 +170,8 @@ class Notice:
 
     chat: ChatRef
     text: str
-    kind: str = "info"  # info | error | queued | help | status | refusal
+    kind: str = "info"  # info | error | queued | help | status | refusal | files
     data: Mapping[str, Any] = field(default_factory=dict)
+    # files to send to the chat with ``text`` as their caption (absolute paths; images shown
+    # as pictures where the platform can)
+    files: tuple[Path, ...] = ()

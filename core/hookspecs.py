@@ -110,6 +110,18 @@ def on_inbound_message(message: ChatMessage) -> str | None:
 
 
 @hookspec(firstresult=True)
+def on_attachments(message: ChatMessage) -> bool | None:
+    """Take the files of an allowed message (``message.attachments``; its text is their
+    caption): check them, fetch them (``Attachment.fetch``) where the agent can read them and
+    submit the turn that names them, or tell the chat why not. Return True once handled.
+
+    Stops at the first True. Called after ``on_inbound_message`` let the message through, so
+    a stranger's files are never fetched. When no plugin takes them (the files plugin is
+    off) or the one that does fails, the chat is told the files were not taken.
+    """
+
+
+@hookspec(firstresult=True)
 def authorize(chat: ChatRef, user_id: str) -> bool | None:
     """May ``user_id`` run turns in ``chat`` now? The frontend owning ``chat`` answers True or
     False; every other plugin returns None.
@@ -137,6 +149,13 @@ def on_turn_accepted(turn: Turn) -> None:
     Called before the user is told it is queued; the journal persists it here so a turn that
     is still waiting when Cadenza stops is resumed too.
     """
+
+
+@hookspec
+def prompt_preamble(turn: Turn) -> str | None:
+    """A short note for the agent, put before the prompt of a turn that starts a new
+    conversation (one the agent does not continue): what it should know once, e.g. where to
+    leave files for the user. The agent sees it; the chat and the journal do not."""
 
 
 @hookspec

@@ -4,6 +4,7 @@ can change behind them. ``cadenza.api`` exports these, never the classes."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 from cadenza.events import ChatMessage, ChatRef, Turn
@@ -43,16 +44,19 @@ class Bot(Protocol):
         """Everything a frontend receives goes through here (veto, commands, prompts)."""
 
     async def submit(self, chat: ChatRef, prompt: str, session: str = "", *,
-                     user_id: str = "",
-                     options: Mapping[str, Any] | None = None) -> Turn | None:
+                     user_id: str = "", options: Mapping[str, Any] | None = None,
+                     turn_id: str | None = None) -> Turn | None:
         """Accept a prompt for a chat's conversation; None when the chat's queue is full.
-        ``options`` are per-turn agent arguments (``Turn.options``)."""
+        ``options`` are per-turn agent arguments (``Turn.options``); ``turn_id`` names the
+        turn when the caller prepared something for it (a folder of its files)."""
 
     async def enqueue(self, turn: Turn, *, announce: bool = True) -> None:
         """Accept a prepared turn (a recovered one keeps its id and attempt)."""
 
-    async def notify(self, chat: ChatRef, text: str, kind: str = "info", **data: Any) -> None:
-        """Say something to a chat outside a turn's stream (``on_notice``)."""
+    async def notify(self, chat: ChatRef, text: str, kind: str = "info", *,
+                     files: tuple[Path, ...] = (), **data: Any) -> None:
+        """Say something to a chat outside a turn's stream (``on_notice``), with ``files``
+        to send there (absolute paths)."""
 
     def running(self, turn_id: str) -> RunningTurn | None:
         """A running turn by id."""

@@ -42,8 +42,10 @@ class TurnRunner:
         workdir: Path,
         kill_grace: float,
         output: OutputCap | None = None,
+        preamble: str = "",
     ) -> None:
         self.turn = turn
+        self.preamble = preamble  # for the agent only, before the prompt (``prompt_preamble``)
         self.output = output
         self.agent = agent
         self.relay = relay
@@ -189,8 +191,8 @@ class TurnRunner:
     async def _run_agent(self) -> tuple[str, str, Mapping[str, Any]]:
         if self._stop_kind is not None:
             return self._stop_kind, self._stop_reason, {}
-        launch = agent_launch(self.agent, self.turn.prompt, self.turn.resume_id,
-                              self.turn.options)
+        prompt = f"{self.preamble}\n\n{self.turn.prompt}" if self.preamble else self.turn.prompt
+        launch = agent_launch(self.agent, prompt, self.turn.resume_id, self.turn.options)
         problem = _argv_problem(launch.argv) or stdin_problem(launch)
         if problem:
             return events.FAILED, problem, {"exit_code": None}

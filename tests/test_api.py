@@ -14,7 +14,8 @@ def test_exports_are_pinned() -> None:
     assert sorted(api.__all__) == sorted([
         "CADENZA_PLUGIN_API_VERSION", "CANCELLED", "COMPLETED", "ERROR", "FAILED", "FOREGROUND",
         "INTERRUPTED", "NOTICE", "SESSION", "STARTED", "TERMINAL_KINDS", "TEXT", "THINKING",
-        "TIMED_OUT", "TOOL_RESULT", "TOOL_USE", "USAGE", "Agent", "Bot", "ChatMessage",
+        "TIMED_OUT", "TOOL_RESULT", "TOOL_USE", "USAGE", "Agent", "Attachment", "Bot",
+        "ChatMessage",
         "ChatRef", "CliAgent", "Clock", "Config", "ConfigError", "Launch", "Lifecycle", "Notice",
         "Parsed", "Parser",
         "PluginContext", "Recovery", "RunningTurn", "Settings", "StreamEvent", "Store",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cadenza import docs, hookspecs
 from cadenza.agents.command import CommandAgent
-from cadenza.api import ChatMessage, hookimpl
+from cadenza.api import Attachment, ChatMessage, hookimpl
 from cadenza.app import App
 from cadenza.config import Config
 from conftest import CHAT, ROOT, Recorder, agent_config
@@ -145,6 +145,42 @@ async def test_hook_on_inbound_message(start_app) -> None:
     (end,) = await h.recorder.finished()
     assert h.recorder.text_of(end.turn.id) == "welcome"
     assert h.recorder.notices == [] and len(h.recorder.terminals()) == 1
+
+
+async def test_hook_on_attachments(start_app) -> None:
+    taken: list[ChatMessage] = []
+
+    class Files:
+        @hookimpl
+        def on_attachments(self, message):
+            taken.append(message)
+            return True
+
+    photo = Attachment("screenshot.png", 1234, "image/png")
+    h = await start_app(agent_config("claude"))
+    await h.bot.handle(ChatMessage(CHAT, "u1", "", attachments=(photo,)))
+    (notice,) = await h.recorder.wait_for(lambda: h.recorder.notices)
+    assert notice.kind == "error" and "Files are not taken here" in notice.text  # no plugin
+    h.app.loader.register("files_taker", Files())
+    await h.bot.handle(ChatMessage(CHAT, "u1", "what is wrong here?", attachments=(photo,)))
+    assert [m.attachments for m in taken] == [(photo,)] and len(h.recorder.notices) == 1
+    assert h.recorder.events == []  # the plugin decides whether a turn runs
+
+
+async def test_hook_prompt_preamble(start_app) -> None:
+    class Preamble:
+        @hookimpl
+        def prompt_preamble(self, turn):
+            return "say told once"
+
+    h = await start_app(agent_config("claude"), preamble=Preamble())
+    await h.say("say a")
+    (first,) = await h.recorder.finished()
+    await h.say("say b")  # continues the conversation: no preamble
+    _, second = await h.recorder.finished(2)
+    assert h.recorder.text_of(first.turn.id) == "told once\n\na"
+    assert h.recorder.text_of(second.turn.id) == "b"
+    assert first.turn.prompt == "say a"  # the journal and the chat never see it
 
 
 class TurnHooks:

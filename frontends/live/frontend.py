@@ -118,8 +118,8 @@ class LiveFrontend:
             self.warnings.pop(turn.id, None)
             path = event.data.get("output_file")
             if path:  # the answer was capped: the chat got its head and tail, here is all
-                self.show(DocumentView(turn, str(path),
-                                       int(event.data.get("output_omitted") or 0), self.style))
+                self.show(DocumentView.whole_output(
+                    turn, str(path), int(event.data.get("output_omitted") or 0), self.style))
         ping = self.pings.after(view, event)
         if ping is not None:
             self.show(ping)
@@ -162,7 +162,13 @@ class LiveFrontend:
 
     @hookimpl
     def on_notice(self, notice: Notice) -> None:
-        if notice.chat.frontend == self.frontend and notice.text.strip():
+        if notice.chat.frontend != self.frontend:
+            return
+        if notice.files:  # the text is the first file's caption
+            for index, path in enumerate(notice.files):
+                self.show(DocumentView.file(notice.chat, str(path),
+                                            notice.text if index == 0 else "", self.style))
+        elif notice.text.strip():
             self.show(TextView(notice.chat, notice.text, self.style))
 
     # --- to the engine --------------------------------------------------------------

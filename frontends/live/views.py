@@ -26,6 +26,7 @@ from cadenza.frontends.text import interrupted_text, outcome_text, warning_text
 
 LABEL_MAX = 60  # a named session's label, on top of each of its messages
 STATUS_MAX = 400  # the activity lines under the live text
+CAPTION_MAX = 900  # a file's caption, within Telegram's 1,024 UTF-16 units with room to spare
 WORKING = "⏳ working…"
 
 
@@ -253,23 +254,41 @@ def interrupted(style: Style, markup: str, plain: str, recovery: Recovery | None
 
 
 class DocumentView(View):
-    """The whole output of a turn that was too long for the chat, as a file; a clear message
-    instead when it cannot be sent."""
+    """A file for the chat with its caption (an image shows as a picture where the
+    platform can: the transport decides); a clear message instead when it cannot be sent."""
 
-    def __init__(self, turn: Turn, path: str, omitted: int, style: Style) -> None:
-        self.chat = turn.chat
-        self.turn = turn
+    def __init__(self, chat: ChatRef, path: str, name: str, caption: str, style: Style, *,
+                 lost: str) -> None:
+        self.chat = chat
         self.path = path
-        self.omitted = omitted
+        self.name = name
+        self.caption = clean(caption)
+        self.lost = lost  # what is said when it cannot be sent, before the reason
         self.style = style
         self.error: str | None = None
-        name = clean(turn.session)[:LABEL_MAX - 3]
-        self.label = f"[{name}] " if name else ""
         try:
             self.size = os.path.getsize(path)
         except OSError as exc:
             self.size = 0
             self.fail(exc.strerror or str(exc))
+
+    @classmethod
+    def whole_output(cls, turn: Turn, path: str, omitted: int, style: Style) -> DocumentView:
+        """The whole output of a turn that was too long for the chat."""
+        name = clean(turn.session)[:LABEL_MAX - 3]
+        label = f"[{name}] " if name else ""
+        view = cls(turn.chat, path, f"output-{turn.id}.txt", "", style,
+                   lost=f"{label}⚠️ The whole output of this turn could not be sent as a file")
+        view.caption = (f"{label}📄 The whole output of this turn ({_kb(view.size)}); "
+                        f"{_kb(omitted)} of it was not shown above.")
+        return view
+
+    @classmethod
+    def file(cls, chat: ChatRef, path: str, caption: str, style: Style) -> DocumentView:
+        """A file a plugin sends (``Notice.files``)."""
+        name = os.path.basename(path)
+        return cls(chat, path, name, caption or name, style,
+                   lost=f"⚠️ {name} could not be sent")
 
     def fail(self, reason: str) -> None:
         """The file cannot be sent (gone, too big, refused): say so instead."""
@@ -278,12 +297,9 @@ class DocumentView(View):
     def desired(self) -> list[Outgoing]:
         escape = self.style.markup.escape
         if self.error is None:
-            caption = (f"{self.label}📄 The whole output of this turn ({_kb(self.size)}); "
-                       f"{_kb(self.omitted)} of it was not shown above.")
-            return [Outgoing(escape(caption), caption,
-                             document=(self.path, f"output-{self.turn.id}.txt"))]
-        text = (f"{self.label}⚠️ The whole output of this turn could not be sent as a file "
-                f"({self.error}). It is kept on the bot's machine as {self.path}.")
+            caption = self.caption[:CAPTION_MAX]
+            return [Outgoing(escape(caption), caption, document=(self.path, self.name))]
+        text = f"{self.lost} ({self.error}). It is kept on the bot's machine as {self.path}."
         return [Outgoing(escape(text), text)]
 
 
