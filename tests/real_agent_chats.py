@@ -110,15 +110,21 @@ def tool_line(agent: str) -> str:
     return f"⚙ {call}"
 
 
+def plain(line: str) -> str:
+    return line
+
+
 def assert_streamed_answer(agent: str, history: list[str], final: str,
-                           first_shown: Callable[[str], float]) -> None:
+                           first_shown: Callable[[str], float],
+                           activity: Callable[[str], str] = plain) -> None:
     """The STREAMED_PROMPT's answer as one live message: ``history`` its text after the send
     and each edit, ``final`` what it shows at the end, ``first_shown(part)`` when (in
-    seconds) an edit first showed ``part``."""
+    seconds) an edit first showed ``part``; ``activity(line)`` is an activity line in the
+    platform's markup (Telegram's text carries none, its entities style it)."""
     body, _, outcome = final.rpartition("\n\n")
     assert body == STREAMED_ANSWER, history
     assert outcome.startswith(DONE), final
-    assert history[0] == "⏳ working…"
+    assert history[0].endswith(activity("⏳ working…")), history  # at once, text or not
     # intermediate states, in order, each the answer so far over the activity line
     firsts = [next(i for i, text in enumerate(history) if part in text)
               for part in STREAMED_PARTS]
@@ -126,7 +132,8 @@ def assert_streamed_answer(agent: str, history: list[str], final: str,
     assert any(text.startswith("part 1") and "part 3" not in text and DONE not in text
                for text in history), history
     # the tool call as one compact activity line under the text, gone once the text goes on
-    assert any(text.endswith(f"part 3\n\n{tool_line(agent)}") for text in history), history
+    tool = activity(tool_line(agent))
+    assert any(text.endswith(f"part 3\n\n{tool}") for text in history), history
     assert "⚙" not in final and "\nhi\n" not in final
     # streamed as the model produced it: part 1 was shown while part 3 was 0.6 s away
     assert first_shown("part 3") - first_shown("part 1") >= 0.5, history
