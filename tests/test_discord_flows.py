@@ -23,6 +23,7 @@ from typing import Any
 import conftest
 import pytest
 import test_discord
+from cadenza.frontends.discord import egress
 from cadenza.frontends.live.engine import Engine
 from cadenza.testing.fake_agent import big_text
 from test_discord import CHANNEL, DONE, GUILD, STRANGER, USER, config, containing, dm
@@ -203,17 +204,20 @@ async def test_an_answer_over_max_output_ends_with_the_whole_output_attached(
 
 
 async def test_typing_shows_while_the_agent_is_quiet_not_while_text_streams(
-        launch, server) -> None:
+        launch, server, monkeypatch) -> None:
+    # "typing" lasting 1.5 s, so it would be renewed every second if it were sent regardless
+    monkeypatch.setattr(egress, "TYPING_LASTS", 1.5)
     await launch(edit_interval="1")  # quiet means no call for two edit intervals
     channel = dm(server)
     server.push_dm(USER, "sleep 3; say end")
-    server.push_message(CHANNEL, USER, "tick 6 0.3 part", mention_bot=True)
+    server.push_message(CHANNEL, USER, "tick 10 0.3 part", mention_bot=True)
     await server.wait_for(containing(server, channel, DONE), 20)
     await server.wait_for(containing(server, CHANNEL, DONE), 20)
     quiet = (shown_at(server, channel, "⏳ working"), shown_at(server, channel, "end"))
     assert any(quiet[0] < at < quiet[1] for at in server.typing_in(channel))
     assert all(call.ok for call in server.calls_to(TYPING, channel_id=channel))
     streaming = (shown_at(server, CHANNEL, "part 1"), shown_at(server, CHANNEL, DONE))
+    assert streaming[1] - streaming[0] > 1.5  # long enough for a renewal
     assert not [at for at in server.typing_in(CHANNEL) if streaming[0] <= at <= streaming[1]]
 
 
