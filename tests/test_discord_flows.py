@@ -26,6 +26,7 @@ import test_discord
 from cadenza.frontends.discord import egress
 from cadenza.frontends.live.engine import Engine
 from cadenza.testing.fake_agent import big_text
+from cadenza.testing.harness import kit_config
 from test_discord import CHANNEL, DONE, GUILD, STRANGER, USER, config, containing, dm
 
 from tests.fakes.discord_api import (
@@ -107,9 +108,10 @@ async def crash(h: Any) -> None:
 
 
 def run_cadenza(tmp_path: Path, toml: str) -> subprocess.Popen[str]:
-    """``cadenza run`` as a real process on the test's plugins.toml and state directory."""
+    """``cadenza run`` as a real process on the test's plugins.toml and state directory, with
+    the toml as the in-process tests run it (``kit_config``)."""
     path = tmp_path / "plugins.toml"
-    path.write_text(toml)
+    path.write_text(kit_config(toml))
     return conftest.start(["run", "--config", str(path), "--state-dir",
                            str(tmp_path / "state")], {}, tmp_path)
 
