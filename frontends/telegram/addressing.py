@@ -43,8 +43,12 @@ def chat_of(message: Message) -> ChatRef:
 def addressed_text(message: Message, me: User) -> str | None:
     """The text meant for the bot, or None when the message is not addressed to it."""
     text = message.text if message.text is not None else message.caption
-    if text is None:
-        return None
+    return None if text is None else addressed(message, me, text)
+
+
+def addressed(message: Message, me: User, text: str) -> str | None:
+    """``text`` as meant for the bot, or None when ``message`` is not addressed to it (a
+    file without a caption is: its text is "", and in a group only a reply counts)."""
     if message.chat.type == "private":
         return text
     username = me.username or ""

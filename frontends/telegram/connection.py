@@ -31,6 +31,7 @@ from cadenza.frontends.telegram.client import (
     make_bot,
 )
 from cadenza.frontends.telegram.egress import CLOUD_API, MAX_UPLOAD, Api, limits
+from cadenza.frontends.telegram.files import MAX_DOWNLOAD
 from cadenza.frontends.telegram.inbound import Inbound, dispatcher
 from cadenza.frontends.telegram.ledger import Ledger
 from cadenza.frontends.telegram.polling import Poller
@@ -57,7 +58,8 @@ class Connection:
         Redact(settings.token).install(
             [log, *(logging.getLogger(name) for name in AIOGRAM_LOGGERS)])
         self.client = make_bot(settings)
-        self.api = Api(self.client, MAX_UPLOAD if settings.api_base == CLOUD_API else None,
+        self.cloud = settings.api_base == CLOUD_API  # a local Bot API server has no size limits
+        self.api = Api(self.client, MAX_UPLOAD if self.cloud else None,
                        limits(settings.edit_interval, settings.group_messages_per_minute,
                               settings.messages_per_second))
         retry = RetryPolicy(settings.backoff_min, settings.backoff_max)
@@ -79,7 +81,8 @@ class Connection:
         me = await connect(self.client, self.settings, self.clock, self.log)
         self.log.info("telegram: connected to %s as @%s", self.settings.api_base, me.username)
         self.inbound = Inbound(core, self.client, me, self.access, self.refusals, self.clock,
-                               self.log, merge_pastes=self.settings.merge_pastes)
+                               self.log, merge_pastes=self.settings.merge_pastes,
+                               max_download=MAX_DOWNLOAD if self.cloud else None)
         self.engine.ready.set()
         self._chores = [asyncio.ensure_future(self._register_commands(core)),
                         asyncio.ensure_future(self.engine.finish_left_over())]
@@ -128,7 +131,7 @@ class Connection:
                 async with asyncio.timeout(min(CONFIRM_TIMEOUT, deadline - loop.time())):
                     await self.poller.confirm()
         if self.inbound is not None:
-            self.inbound.pastes.flush_all()  # held pieces of a paste: handed on like the rest
+            self.inbound.flush_all()  # held pieces of pastes and albums: handed on like the rest
         await self.engine.flush(min(self.settings.flush_timeout, deadline - loop.time()))
         if self.inbound is not None:
             await self.inbound.lanes.close()

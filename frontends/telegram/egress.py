@@ -19,6 +19,7 @@ answer was lost.
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -61,6 +62,8 @@ from cadenza.frontends.telegram.views import MAX_MESSAGE
 
 HTML = "HTML"
 MAX_UPLOAD = 50 * 1024 * 1024  # what the cloud Bot API takes from a bot (a local server: 2 GB)
+MAX_PHOTO = 10 * 1024 * 1024  # what sendPhoto takes; a bigger image goes as a document
+PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")  # shown inline as a photo
 CLOUD_API = "https://api.telegram.org"
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 GROUP_BURST = 3  # calls a quiet group may make at once before the per-minute pace applies
@@ -160,16 +163,21 @@ class Api:
 
     async def send_document(self, chat_id: int, thread_id: int | None, out: Outgoing,
                             plain: bool = False, key: str = "") -> int:
-        """Upload ``out.document`` (multipart) with ``out`` as its caption."""
+        """Upload ``out.document`` (multipart) with ``out`` as its caption: an image of up to
+        10 MB as a photo (shown in the chat; its caption is edited like a document's), any
+        other file as a document."""
         assert out.document is not None
         path, name = out.document
-        upload_size(path, self.max_upload, "Telegram lets a bot upload")
+        size = upload_size(path, self.max_upload, "Telegram lets a bot upload")
+        upload = FSInputFile(path, filename=name)
+        fields: dict[str, Any] = {
+            "chat_id": chat_id, "message_thread_id": thread_id,
+            "caption": out.plain if plain else out.markup, "parse_mode": None if plain else HTML}
         try:
-            message = await self.bot.send_document(
-                chat_id=chat_id, message_thread_id=thread_id,
-                document=FSInputFile(path, filename=name),
-                caption=out.plain if plain else out.markup, parse_mode=None if plain else HTML,
-            )
+            if name.lower().endswith(PHOTO_SUFFIXES) and size <= MAX_PHOTO:
+                message = await self.bot.send_photo(photo=upload, **fields)
+            else:
+                message = await self.bot.send_document(document=upload, **fields)
         except Exception as exc:
             raise classify(exc) from None
         return message.message_id

@@ -7,9 +7,13 @@ frontend also implements, checks again). Then two routers, one per concern: mess
 inline-button presses. A message sent via an inline bot is not run, and a forwarded one is
 kept to be quoted into its sender's next prompt (``forwards``), and the pieces of a long
 paste become one prompt (the engine's ``Pastes``; in a group, a piece after the first counts
-as addressed to the bot like the first). Handlers only hand work to ``Lanes``, which runs it
-in order per chat and chats independently: a slow command in one chat never holds up polling
-or another chat, and an error in one update is logged and ends there.
+as addressed to the bot like the first). A file (a photo, a document, ...) becomes a message
+with attachments, its caption the text, and the pieces of an album become one such message
+(``files``); a stranger's file is refused at the gate like anything else, so it is never
+downloaded, and a forwarded file is quoted like any forward (its caption), not taken.
+Handlers only hand work to ``Lanes``, which runs it in order per chat and chats
+independently: a slow command in one chat never holds up polling or another chat, and an
+error in one update is logged and ends there.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from cadenza import api
 from cadenza.api import Bot, ChatMessage, ChatRef, Clock
 from cadenza.frontends.live.lanes import Lanes
 from cadenza.frontends.live.paste import Pastes
-from cadenza.frontends.telegram.addressing import addressed_text, chat_of
+from cadenza.frontends.telegram.addressing import addressed, addressed_text, chat_of
 from cadenza.frontends.telegram.auth import Access, Refusals, refusal_text
+from cadenza.frontends.telegram.files import Albums, attachments_of
 from cadenza.frontends.telegram.forwards import Forwards, forwarded, origin_name
 from cadenza.frontends.telegram.settings import FRONTEND
 from cadenza.frontends.telegram.views import STYLE
@@ -38,7 +43,8 @@ class Inbound:
     """What the handlers need: the core, the allowlist, who the bot is, the lanes."""
 
     def __init__(self, core: Bot, client: Client, me: User, access: Access, refusals: Refusals,
-                 clock: Clock, log: logging.Logger, *, merge_pastes: bool = True) -> None:
+                 clock: Clock, log: logging.Logger, *, merge_pastes: bool = True,
+                 max_download: int | None = None) -> None:
         self.core = core
         self.client = client
         self.me = me
@@ -50,11 +56,22 @@ class Inbound:
         self.via_bot_told = Refusals(clock)  # "sent via a bot": once an hour per user
         self.pastes = Pastes(clock, STYLE.message_length, self._prompt, units=STYLE.units,
                              enabled=merge_pastes)
+        self.albums = Albums(clock, self._prompt)
+        self.max_download = max_download  # bytes a file may have; None: the server decides
 
     def _put(self, key: str, job: Job) -> None:
-        """Run ``job`` in the chat's lane, after any paste held for the chat."""
-        self.pastes.flush(key)
+        """Run ``job`` in the chat's lane, after any paste or album held for the chat."""
+        self._flush(key)
         self.lanes.put(key, job)
+
+    def _flush(self, key: str) -> None:
+        self.pastes.flush(key)
+        self.albums.flush(key)
+
+    def flush_all(self) -> None:
+        """Hand on everything held (pieces of pastes and albums), as at shutdown."""
+        self.pastes.flush_all()
+        self.albums.flush_all()
 
     def _prompt(self, message: ChatMessage) -> None:
         self.lanes.put(message.chat.key, lambda: self.core.handle(message))
@@ -109,13 +126,19 @@ class Inbound:
             return  # channel posts, anonymous admins, other bots
         chat = chat_of(message)
         user_id = str(user.id)
+        files = () if forwarded(message) else attachments_of(message, self.client,
+                                                              self.max_download)
         text = addressed_text(message, self.me)
+        if text is None and files and message.caption is None:
+            text = addressed(message, self.me, "")
         if text is None:
             typed = message.text if message.text is not None else message.caption
-            if typed is not None and self.pastes.continues(chat.key, user_id, typed):
+            if files and self.albums.continues(chat.key, user_id, message.media_group_id):
+                text = typed or ""  # the next piece of an album that addressed the bot
+            elif typed is not None and self.pastes.continues(chat.key, user_id, typed):
                 text = typed  # the next piece of a paste that addressed the bot
             elif message.chat.type == "private":
-                self._say(chat, "I can only read text messages (and captions).")
+                self._say(chat, "I can only read text messages, captions and files.")
                 return
             else:
                 return
@@ -132,9 +155,12 @@ class Inbound:
         if not text.lstrip().startswith(("/", "@")):
             text = self.forwards.take(chat.key, user_id) + text
         inbound = ChatMessage(chat, user_id, text, user_name=_name(user),
-                              message_id=str(message.message_id))
-        if not self.pastes.offer(inbound, typed):
+                              message_id=str(message.message_id), attachments=files)
+        if files and message.media_group_id is not None:
             self.pastes.flush(chat.key)
+            self.albums.add(message.media_group_id, inbound)
+        elif files or not self.pastes.offer(inbound, typed):
+            self._flush(chat.key)
             self._prompt(inbound)
 
     def edited(self, message: Message) -> None:

@@ -41,6 +41,9 @@ DEFAULT_TOKEN = "123456789:AAFakeTokenForCadenzaTests_0123456789"
 MAX_TEXT_UTF16 = 4096
 MAX_CAPTION_UTF16 = 1024
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # what a bot may upload through the cloud Bot API
+MAX_PHOTO_BYTES = 10 * 1024 * 1024  # what sendPhoto takes
+MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # what getFile lets a bot download
+THUMBNAIL_SIDE = 90  # the small size Telegram adds to every photo
 NOT_MODIFIED = (
     "message is not modified: specified new message content and reply markup are exactly "
     "the same as a current content and reply markup of the message"
@@ -258,8 +261,9 @@ class StoredMessage:
     history: list[str] = field(default_factory=list)
     deleted: bool = False
     edit_date: int | None = None
-    document: JSON | None = None  # a sent document: file_id, file_name, mime_type, file_size
-    data: bytes | None = field(default=None, repr=False)  # the document's uploaded bytes
+    document: JSON | None = None  # a document: file_id, file_name, mime_type, file_size
+    photo: list[JSON] | None = None  # a photo's sizes, smallest first (the last is the file)
+    data: bytes | None = field(default=None, repr=False)  # the document's or photo's bytes
     fields: JSON = field(default_factory=dict)  # pushed with the message as they are
     is_caption: bool = False  # ``text`` is the caption of a document or photo
 
@@ -272,6 +276,23 @@ class StoredMessage:
         """Inline keyboard buttons, row by row, flattened."""
         rows = (self.reply_markup or {}).get("inline_keyboard", [])
         return [button for row in rows for button in row]
+
+
+@dataclass
+class _File:
+    """A file the server holds (``getFile`` and the download route)."""
+
+    file_id: str
+    unique_id: str
+    data: bytes = field(repr=False)
+
+    @property
+    def path(self) -> str:
+        return f"files/{self.unique_id}"
+
+    def json(self, **more: Any) -> JSON:
+        return {"file_id": self.file_id, "file_unique_id": self.unique_id,
+                "file_size": len(self.data), **more}
 
 
 @dataclass
@@ -912,6 +933,10 @@ def _decode_params(raw: Mapping[str, Any]) -> JSON:
     return {key: _decode_value(key, value) for key, value in raw.items()}
 
 
+def _mime_of(name: str) -> str:
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -981,6 +1006,8 @@ class FakeTelegramServer:
         self._changed = asyncio.Event()
         self._poll_ticket = 0
         self._file_counter = 0
+        self._files: dict[str, _File] = {}  # by file_id
+        self.downloads: list[str] = []  # file paths fetched from the download route
         self._epoch = 0
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
@@ -994,6 +1021,8 @@ class FakeTelegramServer:
             "deleteMyCommands": self._delete_my_commands,
             "sendMessage": self._send_message,
             "sendDocument": self._send_document,
+            "sendPhoto": self._send_photo,
+            "getFile": self._get_file,
             "editMessageText": self._edit_message_text,
             "editMessageCaption": self._edit_message_caption,
             "editMessageReplyMarkup": self._edit_message_reply_markup,
@@ -1030,6 +1059,7 @@ class FakeTelegramServer:
             raise RuntimeError("call start() first")
         app = web.Application(client_max_size=MAX_UPLOAD_BYTES + 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_route("GET", "/file/bot{token}/{path:.+}", self._download)
         runner = web.AppRunner(
             app, access_log=None, handler_cancellation=True, shutdown_timeout=0.1
         )
@@ -1142,6 +1172,60 @@ class FakeTelegramServer:
         )
         return self._push("message", self._message_json(message))
 
+    def push_document(
+        self,
+        chat_id: int,
+        user_id: int,
+        name: str,
+        data: bytes,
+        caption: str | None = None,
+        media_group_id: str | None = None,
+        *,
+        mime_type: str | None = None,
+        chat_type: str = "private",
+        **fields: Any,
+    ) -> int:
+        """Queue a user's file sent as a document (a piece of the album ``media_group_id``
+        when given); its bytes can then be fetched with getFile. Returns the update_id."""
+        file = self._new_file(data, "document")
+        document = file.json(file_name=name, mime_type=mime_type or _mime_of(name))
+        return self._push_file(chat_id, user_id, caption, media_group_id, chat_type,
+                               fields, document=document)
+
+    def push_photo(
+        self,
+        chat_id: int,
+        user_id: int,
+        data: bytes,
+        caption: str | None = None,
+        media_group_id: str | None = None,
+        *,
+        chat_type: str = "private",
+        **fields: Any,
+    ) -> int:
+        """Queue a user's photo: a small size (other bytes) and the full one, as Telegram
+        sends them, smallest first. Returns the update_id."""
+        small = self._new_file(data[:64] + b"-small", "photo")
+        full = self._new_file(data, "photo")
+        sizes = [small.json(width=THUMBNAIL_SIDE, height=THUMBNAIL_SIDE),
+                 full.json(width=1280, height=960)]
+        return self._push_file(chat_id, user_id, caption, media_group_id, chat_type,
+                               fields, photo=sizes)
+
+    def _push_file(self, chat_id: int, user_id: int, caption: str | None,
+                   media_group_id: str | None, chat_type: str, fields: JSON,
+                   **media: Any) -> int:
+        if chat_type == "private" and chat_id < 0:
+            raise ValueError("private chats have positive ids; pass chat_type='supergroup'")
+        self._chat(chat_id, chat_type)
+        if media_group_id is not None:
+            fields = {**fields, "media_group_id": media_group_id}
+        body = caption or ""
+        message = self._store(chat_id, sender_id=user_id, from_bot=False, text=body,
+                              entities=_command_entities(body), source=body, is_caption=True,
+                              fields=fields, **media)
+        return self._push("message", self._message_json(message))
+
     def push_edit(self, chat_id: int, message_id: int, text: str) -> int:
         """Queue an ``edited_message`` update: the user changed the text of their message."""
         message = self._chats[chat_id].by_id[message_id]
@@ -1203,6 +1287,10 @@ class FakeTelegramServer:
     def documents(self, chat_id: int) -> list[StoredMessage]:
         """The documents the bot sent to the chat, in order."""
         return [message for message in self.bot_messages(chat_id) if message.document]
+
+    def photos(self, chat_id: int) -> list[StoredMessage]:
+        """The photos the bot sent to the chat, in order."""
+        return [message for message in self.bot_messages(chat_id) if message.photo]
 
     def texts(self, chat_id: int) -> list[str]:
         """Current texts of the bot's visible messages in the chat."""
@@ -1453,6 +1541,7 @@ class FakeTelegramServer:
         optional: JSON = {
             entities_key: message.entities or None,
             "document": message.document,
+            "photo": message.photo,
             "reply_markup": message.reply_markup,
             "edit_date": message.edit_date,
             "message_thread_id": message.message_thread_id,
@@ -1638,21 +1727,38 @@ class FakeTelegramServer:
         return self._message_json(message)
 
     def _send_document(self, params: _Params) -> JSON:
-        chat_id = params.chat_id()
-        document = params.get("document")
-        if isinstance(document, str):
+        upload = self._upload(params, "document", MAX_UPLOAD_BYTES)
+        name = upload.filename or "document"
+        file = self._new_file(upload.data, "document")
+        return self._send_file(params, upload,
+                               document=file.json(file_name=name, mime_type=_mime_of(name)))
+
+    def _send_photo(self, params: _Params) -> JSON:
+        upload = self._upload(params, "photo", MAX_PHOTO_BYTES)
+        file = self._new_file(upload.data, "photo")
+        sizes = [file.json(width=1280, height=960)]
+        return self._send_file(params, upload, photo=sizes)
+
+    def _upload(self, params: _Params, field_name: str, limit: int) -> Upload:
+        """The file a send uploads, checked as Telegram checks it."""
+        upload = params.get(field_name)
+        if isinstance(upload, str):
             raise bad_request("wrong remote file identifier specified: can't unserialize it")
-        if not isinstance(document, Upload):
-            raise bad_request("there is no document in the request")
-        if len(document.data) > MAX_UPLOAD_BYTES:
+        if not isinstance(upload, Upload):
+            raise bad_request(f"there is no {field_name} in the request")
+        if len(upload.data) > MAX_UPLOAD_BYTES:
             raise ApiError(413, "Request Entity Too Large")
-        if not document.data:
+        if len(upload.data) > limit:
+            raise bad_request("file is too big")
+        if not upload.data:
             raise bad_request("file must be non-empty")
+        return upload
+
+    def _send_file(self, params: _Params, upload: Upload, **media: Any) -> JSON:
+        chat_id = params.chat_id()
         caption, entities = self._caption(params)
         markup = self._reply_markup(params)
         self._check_flood(chat_id)
-        name = document.filename or "document"
-        self._file_counter += 1
         message = self._store(
             chat_id,
             sender_id=self.bot_id,
@@ -1664,16 +1770,36 @@ class FakeTelegramServer:
             source=params.text("caption") or "",
             parse_mode=params.text("parse_mode"),
             is_caption=True,
-            document={
-                "file_id": f"document-{self._file_counter}",
-                "file_unique_id": f"d{self._file_counter}",
-                "file_name": name,
-                "mime_type": mimetypes.guess_type(name)[0] or "application/octet-stream",
-                "file_size": len(document.data),
-            },
-            data=document.data,
+            data=upload.data,
+            **media,
         )
         return self._message_json(message)
+
+    def _new_file(self, data: bytes, kind: str) -> _File:
+        self._file_counter += 1
+        file = _File(f"{kind}-{self._file_counter}", f"{kind[0]}{self._file_counter}", data)
+        self._files[file.file_id] = file
+        return file
+
+    def _get_file(self, params: _Params) -> JSON:
+        file = self._files.get(params.text("file_id") or "")
+        if file is None:
+            raise bad_request("invalid file_id")
+        if len(file.data) > MAX_DOWNLOAD_BYTES:
+            raise bad_request("file is too big")
+        return file.json(file_path=file.path)
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        """``/file/bot<token>/<file_path>``: the bytes of a file getFile described."""
+        path = request.match_info["path"]
+        self.downloads.append(path)
+        self._notify()
+        if self.strict_token and request.match_info["token"] != self.token:
+            return web.Response(status=401)
+        file = next((f for f in self._files.values() if f.path == path), None)
+        if file is None or len(file.data) > MAX_DOWNLOAD_BYTES:
+            return web.Response(status=404)
+        return web.Response(body=file.data, content_type="application/octet-stream")
 
     def _edit_message_text(self, params: _Params) -> JSON:
         if params.get("inline_message_id") is not None:
