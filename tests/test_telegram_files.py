@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 import test_telegram
+from aiogram.types import Message
 from cadenza.api import Attachment, ChatMessage, ChatRef, hookimpl
 from cadenza.frontends.live.transport import Outgoing
 from cadenza.frontends.telegram.egress import Api
+from cadenza.frontends.telegram.files import MAX_DOWNLOAD, DownloadError, attachments_of
 from test_telegram import GROUP, STRANGER, USER, containing, eventually
 
 from tests.fakes.telegram_api import MAX_DOWNLOAD_BYTES
@@ -157,6 +159,33 @@ async def test_a_file_over_20_mb_is_a_clear_error_when_fetched(start, server, tm
     assert isinstance(error, str) and error.startswith("DownloadError: huge.bin (20 MB)")
     assert "up to 20 MB" in error and server.downloads == []
     assert not list((tmp_path / "taken").rglob("huge.bin"))  # nothing half-written is left
+
+
+async def test_a_voice_note_or_a_video_gets_a_name_and_a_type(server, tmp_path) -> None:
+    base = {"message_id": 1, "date": 1, "chat": {"id": USER, "type": "private"}}
+    voice = Message.model_validate({**base, "voice": {
+        "file_id": "v", "file_unique_id": "AbC", "duration": 3, "file_size": 10}})
+    video = Message.model_validate({**base, "video": {
+        "file_id": "m", "file_unique_id": "XyZ", "width": 1, "height": 1, "duration": 1,
+        "file_name": "clip.mov", "mime_type": "video/quicktime"}})
+    client = server.make_bot()
+    try:
+        (note,) = attachments_of(voice, client, None)
+        (clip,) = attachments_of(video, client, None)
+        assert (note.name, note.size, note.mime) == ("voice-AbC.ogg", 10, "audio/ogg")
+        assert (clip.name, clip.size, clip.mime) == ("clip.mov", None, "video/quicktime")
+        # the cloud API's 20 MB: a bigger file is refused before any call
+        big = Message.model_validate({**base, "document": {
+            "file_id": "d", "file_unique_id": "D", "file_name": "big.iso",
+            "file_size": MAX_DOWNLOAD + 1}})
+        (iso,) = attachments_of(big, client, MAX_DOWNLOAD)
+        assert iso.fetch is not None
+        with pytest.raises(DownloadError, match=r"big\.iso is 20 MB; Telegram lets a bot "
+                           "download files of up to 20 MB"):
+            await iso.fetch(tmp_path / "big.iso")
+        assert not server.calls_to("getFile")
+    finally:
+        await client.session.close()
 
 
 # --------------------------------------------------------------------------- out
