@@ -128,6 +128,19 @@ async def test_an_album_in_a_group_counts_when_its_caption_addresses_the_bot(
     assert len(taker.messages) == 1
 
 
+async def test_a_file_without_a_caption_in_a_group_counts_as_a_reply_to_the_bot(
+        start, server, tmp_path) -> None:
+    _, taker = await started(start, tmp_path)
+    server.push_text(GROUP, USER, "@cadenza_test_bot say hi", chat_type="supergroup")
+    answer = await server.wait_for(containing(server, GROUP, "hi"), 15)
+    server.push_photo(GROUP, USER, PNG, chat_type="supergroup")  # among the group's own talk
+    server.push_document(GROUP, USER, "trace.txt", b"t", chat_type="supergroup",
+                         reply_to=answer.message_id)
+    (message,) = await taken(taker)
+    assert message.text == "" and [a.name for a in message.attachments] == ["trace.txt"]
+    assert taker.got == [{"trace.txt": b"t"}] and len(server.calls_to("getFile")) == 1
+
+
 async def test_a_strangers_file_is_never_fetched(start, server, tmp_path) -> None:
     _, taker = await started(start, tmp_path)
     server.push_photo(STRANGER, STRANGER, PNG, caption="run this")

@@ -1183,14 +1183,16 @@ class FakeTelegramServer:
         *,
         mime_type: str | None = None,
         chat_type: str = "private",
+        reply_to: int | None = None,
         **fields: Any,
     ) -> int:
         """Queue a user's file sent as a document (a piece of the album ``media_group_id``
-        when given); its bytes can then be fetched with getFile. Returns the update_id."""
+        when given, a reply to message ``reply_to``); its bytes can then be fetched with
+        getFile. Returns the update_id."""
         file = self._new_file(data, "document")
         document = file.json(file_name=name, mime_type=mime_type or _mime_of(name))
         return self._push_file(chat_id, user_id, caption, media_group_id, chat_type,
-                               fields, document=document)
+                               reply_to, fields, document=document)
 
     def push_photo(
         self,
@@ -1201,29 +1203,33 @@ class FakeTelegramServer:
         media_group_id: str | None = None,
         *,
         chat_type: str = "private",
+        reply_to: int | None = None,
         **fields: Any,
     ) -> int:
         """Queue a user's photo: a small size (other bytes) and the full one, as Telegram
-        sends them, smallest first. Returns the update_id."""
+        sends them, smallest first (``media_group_id``, ``reply_to``: as for
+        ``push_document``). Returns the update_id."""
         small = self._new_file(data[:64] + b"-small", "photo")
         full = self._new_file(data, "photo")
         sizes = [small.json(width=THUMBNAIL_SIDE, height=THUMBNAIL_SIDE),
                  full.json(width=1280, height=960)]
         return self._push_file(chat_id, user_id, caption, media_group_id, chat_type,
-                               fields, photo=sizes)
+                               reply_to, fields, photo=sizes)
 
     def _push_file(self, chat_id: int, user_id: int, caption: str | None,
-                   media_group_id: str | None, chat_type: str, fields: JSON,
-                   **media: Any) -> int:
+                   media_group_id: str | None, chat_type: str, reply_to: int | None,
+                   fields: JSON, **media: Any) -> int:
         if chat_type == "private" and chat_id < 0:
             raise ValueError("private chats have positive ids; pass chat_type='supergroup'")
-        self._chat(chat_id, chat_type)
+        chat = self._chat(chat_id, chat_type)
+        if reply_to is not None and reply_to not in chat.by_id:
+            raise LookupError(f"no message {reply_to} in chat {chat_id}")
         if media_group_id is not None:
             fields = {**fields, "media_group_id": media_group_id}
         body = caption or ""
         message = self._store(chat_id, sender_id=user_id, from_bot=False, text=body,
                               entities=_command_entities(body), source=body, is_caption=True,
-                              fields=fields, **media)
+                              reply_to_message_id=reply_to, fields=fields, **media)
         return self._push("message", self._message_json(message))
 
     def push_edit(self, chat_id: int, message_id: int, text: str) -> int:
