@@ -9,7 +9,9 @@ listens in (``allowed_channels``), when it mentions or replies to the bot. Anyth
 ignored, or refused once an hour when it was addressed to the bot. Each message is handled
 once (dedupe by id: a gateway RESUME or the catch-up can deliver it again), in order per chat.
 The pieces of a long paste become one prompt (the engine's ``Pastes``; in a guild, a piece
-after the first counts as addressed to the bot like the first).
+after the first counts as addressed to the bot like the first). A message's files (up to 10)
+come with it as ``ChatMessage.attachments``, its text their caption; never part of a paste,
+and downloaded only by the plugin that takes them, after the allowlist let the message in.
 
 Discord keeps no queue for a bot that is down: the id of the last message handled in each
 channel is kept in the store (``discord_seen``), and at start the channels active in the last
@@ -24,6 +26,7 @@ import logging
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -77,6 +80,16 @@ def chat_of(channel: Any) -> ChatRef:
 
 def _name(user: discord.abc.User) -> str:
     return f"@{user.name}"
+
+
+def attachment_of(file: discord.Attachment) -> api.Attachment:
+    """A file sent with a message, downloaded (from its URL, by discord.py) only when the
+    ``on_attachments`` plugin fetches it."""
+
+    async def fetch(path: Path) -> None:
+        await file.save(path)
+
+    return api.Attachment(file.filename, file.size, file.content_type or "", fetch)
 
 
 class Client(discord.Client):
@@ -308,20 +321,22 @@ class Connection:
         user = message.author
         text = self._addressed(message)
         if text is None:
-            if not self.pastes.continues(chat.key, str(user.id), message.content):
+            if message.attachments or not self.pastes.continues(chat.key, str(user.id),
+                                                                message.content):
                 return
             text = message.content  # the next piece of a paste that addressed the bot
         if not await self._allowed(user, message.guild, message.channel):
             self._refuse(message, chat)
             return
         await self._mark(message)
-        if not text:
+        files = tuple(attachment_of(file) for file in message.attachments)
+        if not text and not files:
             self._say(chat, "I can only read text messages.")
             return
         inbound = ChatMessage(chat, str(user.id), text, user_name=_name(user),
-                              message_id=str(message.id))
-        if not self.pastes.offer(inbound, message.content):
-            self._handle(inbound)
+                              message_id=str(message.id), attachments=files)
+        if files or not self.pastes.offer(inbound, message.content):
+            self._handle(inbound)  # files and their caption: one message, never a paste
 
     def _refuse(self, message: discord.Message, chat: ChatRef) -> None:
         if message.guild is not None:

@@ -4,10 +4,11 @@ The server speaks REST at ``http://127.0.0.1:PORT/api/v10`` and the gateway at
 ``ws://127.0.0.1:PORT/gateway`` (zlib-stream, as discord.py asks) the way discord.py 2 uses
 them. It keeps users, guilds (roles, members, channels, permission overwrites, threads), DMs
 and messages in memory, enforces Discord's limits (2,000 characters, counted in code points
-as Discord's API counts them; 25 MB uploads by default, ``max_upload_bytes``, though Discord
-has lowered a free guild's limit to 10 MiB; button layouts; per-route buckets with
-X-RateLimit-* headers and the global 50 requests/s) and lets
-tests push users' messages, run slash commands, press buttons and script faults.
+as Discord's API counts them; uploads of 10 MiB, a bot's limit without boosts, else 413 with
+code 40005 (``max_upload_bytes``); button layouts; per-route buckets with X-RateLimit-*
+headers and the global 50 requests/s) and lets tests push users' messages (with files,
+served at their ``url`` like Discord's CDN, each fetch in ``downloads``), run slash commands,
+press buttons and script faults.
 
 Typical use::
 
@@ -27,7 +28,8 @@ Where to look:
   ``GLOBAL_COMMANDS``/``GUILD_COMMANDS``, ``CALLBACK``, ``FOLLOWUP`` and the
   ``@original`` routes; every call is in ``server.calls`` (route key, path parameters,
   query, body or ``payload_json``, files, status, response, rate-limit headers, outcome).
-- Users' side: ``push_message`` / ``push_dm`` (mentions, replies, attachments),
+- Users' side: ``push_message`` / ``push_dm`` (mentions, replies, attachments: fetches in
+  ``downloads``),
   ``push_edit``, ``push_delete``, ``run_command``, ``press_button``, ``dispatch``.
 - What the bot did: ``messages``/``bot_messages``/``texts`` per channel; a
   ``StoredMessage`` has ``history`` (content after each edit), ``revisions``, ``buttons``,

@@ -14,7 +14,7 @@ JSON = dict[str, Any]
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
 MAX_CONTENT = 2000
-MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # a bot's uploads where no boost raised it
 MAX_NONCE = 25
 
 # --------------------------------------------------------------------------- gateway intents

@@ -13,6 +13,7 @@ import socket
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from mimetypes import guess_type
 from typing import Any, Literal, TypeVar
 
 from aiohttp import BodyPartReader, hdrs, web
@@ -68,6 +69,7 @@ from .rest import NO_CONTENT, ROUTES, RestHandlers, RouteSpec, json_response
 from .shapes import JsonShapes
 
 T = TypeVar("T")
+Sent = tuple[str, bytes] | tuple[str, bytes, str | None]  # a user's file: name, data, type
 DEFAULT_BOT_ID = 1_186_650_000_000_000_001
 DEFAULT_OWNER_ID = 1_186_650_000_000_000_002
 DM_PERMISSIONS = VIEW_CHANNEL | SEND_MESSAGES | EMBED_LINKS | ATTACH_FILES | READ_MESSAGE_HISTORY
@@ -204,6 +206,7 @@ class FakeDiscordServer(RestHandlers, JsonShapes):
         self.rate_limited = 0  # 429s the limits (not scripted faults) answered
         self.errors: list[BaseException] = []  # the fake's own failures, REST and gateway
         self.typing: list[tuple[int, float]] = []
+        self.downloads: list[Attachment] = []  # each fetch of an attachment from its url
         self.users: dict[int, User] = {}
         self.guilds: dict[int, Guild] = {}
         self.channels: dict[int, Channel] = {}
@@ -252,7 +255,8 @@ class FakeDiscordServer(RestHandlers, JsonShapes):
             return
         if self._port is None:
             raise RuntimeError("call start() first")
-        app = web.Application(client_max_size=8 * 1024 * 1024)
+        # room for a body over the upload limit, so that the limit answers it (413, 40005)
+        app = web.Application(client_max_size=2 * self.max_upload_bytes + 1024 * 1024)
         for spec in ROUTES:
             method, path = spec.key.split(" ", 1)
             handler = functools.partial(self._handle, spec)
@@ -475,12 +479,14 @@ class FakeDiscordServer(RestHandlers, JsonShapes):
         mention_bot: bool = False,
         reply_to: int | StoredMessage | None = None,
         ping_reply: bool = True,
-        attachments: Iterable[tuple[str, bytes]] = (),
+        attachments: Iterable[Sent] = (),
         **fields: Any,
     ) -> StoredMessage:
         """A user's message (MESSAGE_CREATE): ``mention_bot`` puts ``<@bot>`` first, a reply
-        pings its author unless ``ping_reply=False``, ``attachments`` are (filename, bytes);
-        other Message fields go as they are. The user joins the guild if needed."""
+        pings its author unless ``ping_reply=False``, ``attachments`` are (filename, bytes)
+        or (filename, bytes, content type: else guessed from the name, as Discord does),
+        served at their ``url`` (``downloads`` counts the fetches); other Message fields go
+        as they are. The user joins the guild if needed."""
         channel = self._known_channel(channel_id)
         self.add_user(user_id)
         if channel.guild_id is not None:
@@ -498,7 +504,7 @@ class FakeDiscordServer(RestHandlers, JsonShapes):
             channel, user_id, content=content, pings=pings, fields=fields,
             reference_id=reference.id if reference else None,
             type=REPLY_MESSAGE if reference else 0,
-            attachments=[self._attachment(channel.id, name, data) for name, data in attachments],
+            attachments=[self._users_file(channel.id, *sent) for sent in attachments],
         )
         self._dispatch_message("MESSAGE_CREATE", message)
         return message
@@ -816,6 +822,7 @@ class FakeDiscordServer(RestHandlers, JsonShapes):
         for message in self._messages.values():
             for attachment in message.attachments:
                 if str(attachment.id) == wanted:
+                    self.downloads.append(attachment)
                     return web.Response(body=attachment.data,
                                         content_type=attachment.content_type
                                         or "application/octet-stream")
@@ -880,6 +887,12 @@ class FakeDiscordServer(RestHandlers, JsonShapes):
         attachment_id = self._ids.next()
         url = f"{self.base_url}/attachments/{channel_id}/{attachment_id}/{filename}"
         return Attachment(attachment_id, filename, data, content_type, description, url)
+
+    def _users_file(self, channel_id: int, filename: str, data: bytes,
+                    content_type: str | None = None) -> Attachment:
+        """A file a user sent: without a type from the client, Discord guesses one."""
+        return self._attachment(channel_id, filename, data,
+                                content_type or guess_type(filename)[0])
 
     def _store(self, channel: Channel, author_id: int, **fields: Any) -> StoredMessage:
         message = StoredMessage(self._ids.next(), channel.id, channel.guild_id, author_id,
