@@ -13,14 +13,15 @@ from typing import Any
 
 import pytest
 import test_telegram
-from aiogram.types import Message
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import BufferedInputFile, Message
 from cadenza.api import Attachment, ChatMessage, ChatRef, hookimpl
 from cadenza.frontends.live.transport import Outgoing
 from cadenza.frontends.telegram.egress import Api
 from cadenza.frontends.telegram.files import MAX_DOWNLOAD, DownloadError, attachments_of
 from test_telegram import GROUP, STRANGER, USER, containing, eventually
 
-from tests.fakes.telegram_api import MAX_DOWNLOAD_BYTES
+from tests.fakes.telegram_api import MAX_DOWNLOAD_BYTES, MAX_PHOTO_BYTES
 
 pytestmark = pytest.mark.usefixtures("agent_path")
 server, token, start = test_telegram.server, test_telegram.token, test_telegram.start
@@ -233,5 +234,21 @@ async def test_a_sent_photo_is_probed_by_its_caption(server, tmp_path) -> None:
         assert server.message(USER, sent).photo is not None
         assert await api.probe(USER, sent, out, plain=False)  # "not modified": it is ours
         assert not await api.probe(USER, sent + 1, out, plain=False)
+    finally:
+        await client.session.close()
+
+
+
+async def test_the_fake_keeps_telegrams_file_limits(server) -> None:
+    client = server.make_bot()
+    try:
+        with pytest.raises(TelegramBadRequest, match="file is too big"):
+            await client.send_photo(USER, BufferedInputFile(b"\0" * (MAX_PHOTO_BYTES + 1),
+                                                            "big.png"))
+        with pytest.raises(TelegramBadRequest, match="invalid file_id"):
+            await client.get_file("no-such-file")
+        sent = await client.send_photo(USER, BufferedInputFile(PNG, "p.png"), caption="c")
+        assert sent.photo is not None and sent.caption == "c"
+        assert (await client.download(sent.photo[-1].file_id)).read() == PNG  # type: ignore[union-attr]
     finally:
         await client.session.close()
