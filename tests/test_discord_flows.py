@@ -29,6 +29,7 @@ from cadenza.testing.fake_agent import big_text
 from cadenza.testing.harness import kit_config
 from test_discord import CHANNEL, DONE, GUILD, STRANGER, USER, config, containing, dm
 
+from tests.fakes.discord.model import ATTACH_FILES
 from tests.fakes.discord_api import (
     DEFAULT_TOKEN,
     EDIT,
@@ -203,6 +204,24 @@ async def test_an_answer_over_max_output_ends_with_the_whole_output_attached(
     assert document is server.bot_messages(channel)[-1] and DONE in texts[-2]
     assert any("KB omitted" in text for text in texts)
     assert sum(len(text) for text in texts) < 5000  # the chat got the head and the tail only
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "frontends/discord/egress.py classify(): a 403 (50013 Missing Permissions) on "
+    "send_document becomes ChatUnavailable, so the outbox drops the document view silently "
+    "instead of failing it over to the 'could not be sent as a file' message (Rejected)"))
+async def test_a_file_the_channel_does_not_let_the_bot_attach_is_a_clear_message(
+        launch, server) -> None:
+    server.set_overwrite(CHANNEL, server.bot_role(GUILD).id, deny=ATTACH_FILES)
+    h = await launch("\n[core]\nmax_output = 2000\n")
+    server.push_message(CHANNEL, USER, "big 20000", mention_bot=True)
+    await server.wait_for(lambda: server.count_status(403, SEND), 15)  # the upload refused
+    async with asyncio.timeout(10):  # the room has nothing more to send
+        await h.plugin("discord").engine.outboxes[CHANNEL].drain()
+    told = containing(server, CHANNEL, "could not be sent as a file")()
+    assert told is not None, server.texts(CHANNEL)[-1]
+    (end,) = h.recorder.terminals()
+    assert f"outputs/{end.turn.id}.txt" in told.content  # where the file is kept
 
 
 async def test_typing_shows_while_the_agent_is_quiet_not_while_text_streams(
