@@ -206,10 +206,6 @@ async def test_an_answer_over_max_output_ends_with_the_whole_output_attached(
     assert sum(len(text) for text in texts) < 5000  # the chat got the head and the tail only
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "frontends/discord/egress.py classify(): a 403 (50013 Missing Permissions) on "
-    "send_document becomes ChatUnavailable, so the outbox drops the document view silently "
-    "instead of failing it over to the 'could not be sent as a file' message (Rejected)"))
 async def test_a_file_the_channel_does_not_let_the_bot_attach_is_a_clear_message(
         launch, server) -> None:
     server.set_overwrite(CHANNEL, server.bot_role(GUILD).id, deny=ATTACH_FILES)

@@ -41,7 +41,7 @@ MAX_UPLOAD = 10 * 1024 * 1024  # what a guild without boosts takes
 OVERALL_PER_SECOND = 40  # Discord's global limit is 50 requests a second
 TYPING_LASTS = 9.0  # Discord shows "typing" for 10 s
 NO_MENTIONS = discord.AllowedMentions.none()
-UNKNOWN_MESSAGE, UNKNOWN_CHANNEL = 10008, 10003
+UNKNOWN_MESSAGE, UNKNOWN_CHANNEL, MISSING_PERMISSIONS = 10008, 10003, 50013
 BUTTON = re.compile(r"(?P<action>stop|extend):(?P<turn>\S+)")
 
 
@@ -185,6 +185,11 @@ class Transport:
             message = await self._channel(room).send(
                 self._content(out, plain), file=discord.File(path, filename=name),
                 allowed_mentions=NO_MENTIONS, nonce=key or None)
+        except discord.Forbidden as exc:
+            if exc.code == MISSING_PERMISSIONS:  # no Attach Files: the text still gets through
+                raise Rejected("the bot may not attach files in this channel (Attach Files "
+                               "permission)") from None
+            raise classify(exc) from None
         except Exception as exc:
             raise classify(exc) from None
         return message.id
