@@ -21,7 +21,7 @@ from cadenza.frontends.telegram.egress import Api
 from cadenza.frontends.telegram.files import MAX_DOWNLOAD, DownloadError, attachments_of
 from test_telegram import GROUP, STRANGER, USER, containing, eventually
 
-from tests.fakes.telegram_api import MAX_DOWNLOAD_BYTES, MAX_PHOTO_BYTES
+from tests.fakes.telegram_api import MAX_DOWNLOAD_BYTES, MAX_PHOTO_BYTES, Fault
 
 pytestmark = pytest.mark.usefixtures("agent_path")
 server, token, start = test_telegram.server, test_telegram.token, test_telegram.start
@@ -221,6 +221,28 @@ async def test_images_go_as_photos_and_other_files_as_documents(start, server, t
     assert (sent_notes.document["file_name"], sent_notes.text) == ("notes.txt", "the notes")
     assert sent_big.document["file_name"] == "huge.png"  # over 10 MB: a document
     assert len(server.calls_to("sendPhoto")) == 1
+
+
+async def test_a_group_that_takes_no_photos_or_no_files_is_told_in_text(
+        start, server, tmp_path) -> None:
+    h = await start()
+    group = ChatRef("telegram", str(GROUP))
+    picture = tmp_path / "chart.png"
+    picture.write_bytes(PNG)
+    server.fail_next("sendPhoto", Fault.bad_request(
+        "Bad Request: not enough rights to send photos to the chat"))
+    await h.bot.notify(group, "the chart", kind="files", files=(picture,))
+    (document,) = await server.wait_for(lambda: server.documents(GROUP), 15)
+    assert document.data == PNG and document.document["file_name"] == "chart.png"
+    server.fail_next("sendPhoto", Fault.bad_request(
+        "Bad Request: not enough rights to send photos to the chat"))
+    server.fail_next("sendDocument", Fault.bad_request(
+        "Bad Request: not enough rights to send documents to the chat"))
+    await h.bot.notify(group, "again", kind="files", files=(picture,))
+    told = await server.wait_for(containing(server, GROUP, "chart.png could not be sent"), 15)
+    assert "does not let the bot send documents" in told.text and str(picture) in told.text
+    await h.bot.notify(group, "texts still arrive")
+    await server.wait_for(containing(server, GROUP, "texts still arrive"), 15)
 
 
 async def test_a_sent_photo_is_probed_by_its_caption(server, tmp_path) -> None:

@@ -8,7 +8,8 @@ code units a message and Telegram's flood limits (``limits``), chats, forum topi
 ``retry_after``, network errors, 5xx, a request that hung past the client timeout), send a
 new message instead of editing (``Gone``), send the same thing as plain text
 (``BadFormat``), send to the chat instead of a deleted topic (``NoThread``), give up on this
-message (``Rejected``; also a document too large for Telegram, or unreadable) or on the whole
+message (``Rejected``; also a document too large for Telegram, or unreadable, or a file a
+group's permissions refuse: an image it takes no photos of goes as a document) or on the whole
 chat (``ChatUnavailable``: the bot was blocked or removed), follow a group that became a
 supergroup (``Migrated``). "Message is not modified" is a success. Nothing here sleeps: the
 engine decides when to retry, with fresh content. Telegram has no idempotency key, but a
@@ -19,6 +20,7 @@ answer was lost.
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Any
 
 from aiogram import Bot
@@ -90,6 +92,7 @@ _GONE = ("message to edit not found", "message_id_invalid", "message can't be ed
          "message to delete not found")
 _FORMAT = ("can't parse entities", "unsupported start tag", "can't find end")
 _THREAD = ("message thread not found", "topic_deleted", "topic_closed")
+_MEDIA_RIGHTS = re.compile(r"not enough rights to send (photos|documents)", re.IGNORECASE)
 _CHAT = ("chat not found", "have no rights to send", "not enough rights", "chat_write_forbidden")
 
 
@@ -122,6 +125,16 @@ def classify(exc: BaseException) -> SendError:
     if isinstance(exc, AiogramError):  # an answer that is not JSON (a proxy's error page)
         return Retry(f"unreadable answer: {type(exc).__name__}")
     return Retry(f"{type(exc).__name__}: {exc}")
+
+
+def _no_rights(exc: BaseException) -> str:
+    """What a group's permissions keep the bot from sending ("photos", "documents"), when
+    that is why a send failed; "" otherwise."""
+    if isinstance(exc, TelegramBadRequest):
+        found = _MEDIA_RIGHTS.search(exc.message)
+        if found:
+            return found.group(1).lower()
+    return ""
 
 
 def keyboard(buttons: tuple[tuple[str, str], ...]) -> InlineKeyboardMarkup | None:
@@ -175,10 +188,16 @@ class Api:
             "caption": out.plain if plain else out.markup, "parse_mode": None if plain else HTML}
         try:
             if name.lower().endswith(PHOTO_SUFFIXES) and size <= MAX_PHOTO:
-                message = await self.bot.send_photo(photo=upload, **fields)
-            else:
-                message = await self.bot.send_document(document=upload, **fields)
+                try:
+                    return (await self.bot.send_photo(photo=upload, **fields)).message_id
+                except TelegramBadRequest as exc:
+                    if _no_rights(exc) != "photos":
+                        raise
+                    # a group that takes no photos may take documents
+            message = await self.bot.send_document(document=upload, **fields)
         except Exception as exc:
+            if _no_rights(exc):  # the chat takes no files from the bot, but texts still
+                raise Rejected(f"this chat does not let the bot send {_no_rights(exc)}") from None
             raise classify(exc) from None
         return message.message_id
 
