@@ -13,15 +13,19 @@ from typing import Any
 
 import pytest
 import test_telegram
+from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import BufferedInputFile, Message
+from aiohttp import ClientResponseError, RequestInfo
 from cadenza.api import Attachment, ChatMessage, ChatRef, hookimpl
 from cadenza.frontends.live.transport import Outgoing
 from cadenza.frontends.telegram.egress import Api
 from cadenza.frontends.telegram.files import MAX_DOWNLOAD, DownloadError, attachments_of
+from multidict import CIMultiDict, CIMultiDictProxy
 from test_telegram import GROUP, STRANGER, USER, containing, eventually
+from yarl import URL
 
-from tests.fakes.telegram_api import MAX_DOWNLOAD_BYTES, MAX_PHOTO_BYTES, Fault
+from tests.fakes.telegram_api import DEFAULT_TOKEN, MAX_DOWNLOAD_BYTES, MAX_PHOTO_BYTES, Fault
 
 pytestmark = pytest.mark.usefixtures("agent_path")
 server, token, start = test_telegram.server, test_telegram.token, test_telegram.start
@@ -173,6 +177,23 @@ async def test_a_file_over_20_mb_is_a_clear_error_when_fetched(start, server, tm
     assert isinstance(error, str) and error.startswith("DownloadError: huge.bin (20 MB)")
     assert "up to 20 MB" in error and server.downloads == []
     assert not list((tmp_path / "taken").rglob("huge.bin"))  # nothing half-written is left
+
+
+async def test_a_failed_download_names_the_file_never_the_token(
+        start, server, tmp_path, monkeypatch) -> None:
+    _, taker = await started(start, tmp_path)
+    url = URL(f"{server.base_url}/file/bot{DEFAULT_TOKEN}/files/d1")
+
+    async def refused(*args: Any, **kwargs: Any) -> None:
+        raise ClientResponseError(RequestInfo(url, "GET", CIMultiDictProxy(CIMultiDict()), url),
+                                  (), status=502, message="Bad Gateway")
+
+    monkeypatch.setattr(Bot, "download_file", refused)
+    server.push_document(USER, USER, "a.txt", b"a")
+    await taken(taker)
+    assert taker.got == [{"a.txt": "DownloadError: could not download a.txt from Telegram: "
+                                   "HTTP 502"}]
+    assert not list((tmp_path / "taken").rglob("a.txt"))
 
 
 async def test_a_voice_note_or_a_video_gets_a_name_and_a_type(server, tmp_path) -> None:

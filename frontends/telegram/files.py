@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiogram.exceptions import TelegramBadRequest
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiohttp import ClientError, ClientResponseError
 from cadenza.api import Attachment, ChatMessage
 
 if TYPE_CHECKING:  # internal types; plugins use cadenza.api at run time
@@ -72,7 +73,8 @@ def _attachment(client: Client, file_id: str, name: str, size: int | None, mime:
         except Exception as exc:
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
-            raise DownloadError(_reason(name, size, exc)) from exc
+            # not chained: the download's URL, in an HTTP error, holds the bot token
+            raise DownloadError(_reason(name, size, exc)) from None
 
     return Attachment(name, size, mime, fetch)
 
@@ -82,9 +84,15 @@ def _reason(name: str, size: int | None, exc: Exception) -> str:
         about = f" ({_mb(size)})" if size is not None else ""
         return (f"{name}{about} is too big for Telegram to hand to a bot: it lets a bot "
                 f"download files of up to {_mb(MAX_DOWNLOAD)}")
-    if isinstance(exc, TelegramBadRequest):
+    if isinstance(exc, TelegramAPIError):
         return f"Telegram refused to hand over {name}: {exc.message}"
-    return f"could not download {name} from Telegram: {type(exc).__name__}: {exc}"
+    if isinstance(exc, ClientResponseError):  # its text names the URL, with the token
+        return f"could not download {name} from Telegram: HTTP {exc.status}"
+    if isinstance(exc, ClientError | TimeoutError):
+        return f"could not download {name} from Telegram ({type(exc).__name__})"
+    if isinstance(exc, OSError):
+        return f"could not write {name}: {exc.strerror or type(exc).__name__}"
+    return f"could not download {name} from Telegram ({type(exc).__name__})"
 
 
 def _mb(size: int) -> str:
