@@ -9,6 +9,7 @@ from cadenza.agents import Agent, CliAgent, Parsed, Parser
 from cadenza.clock import Clock
 from cadenza.config import Config, ConfigError, Settings
 from cadenza.events import (
+    APPROVAL,
     CANCELLED,
     COMPLETED,
     ERROR,
@@ -25,6 +26,7 @@ from cadenza.events import (
     TOOL_RESULT,
     TOOL_USE,
     USAGE,
+    ApprovalRequest,
     Attachment,
     ChatMessage,
     ChatRef,
@@ -46,6 +48,7 @@ from cadenza.state import Store
 CADENZA_PLUGIN_API_VERSION = 1
 
 __all__ = [
+    "APPROVAL",
     "CADENZA_PLUGIN_API_VERSION",
     "CANCELLED",
     "COMPLETED",
@@ -64,6 +67,7 @@ __all__ = [
     "TOOL_USE",
     "USAGE",
     "Agent",
+    "ApprovalRequest",
     "Attachment",
     "Bot",
     "ChatMessage",

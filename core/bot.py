@@ -342,6 +342,9 @@ class Bot:
         output = OutputCap(turn.id, self.max_output, self.outputs_dir)
         preamble = "" if turn.resume_id else "\n\n".join(
             str(note) for note in await self.relay.call("prompt_preamble", turn=turn) if note)
+        extra = await self.relay.call("turn_options", turn=turn)
+        if extra:
+            turn = replace(turn, options=merged_options(turn.options, extra))
         runner = TurnRunner(turn, agent, self.relay, self.clock, workdir=self.workdir,
                             kill_grace=self.kill_grace, output=output, preamble=preamble)
         lane.runner = self._runners[turn.id] = runner
@@ -448,6 +451,22 @@ class Bot:
             runner.stop(events.INTERRUPTED, "Cadenza is shutting down; this turn resumes "
                         "when it starts again")
         await self.idle()
+
+
+def merged_options(options: Mapping[str, Any], extra: list[Any]) -> dict[str, Any]:
+    """``options`` with the ``turn_options`` plugins' answers: lists under one key are
+    joined (without repeats), other values are replaced; answers that are no mapping are
+    skipped."""
+    merged = dict(options)
+    for more in extra:
+        if not isinstance(more, Mapping):
+            continue
+        for key, value in more.items():
+            before = merged.get(key)
+            if isinstance(before, list | tuple) and isinstance(value, list | tuple):
+                value = list(dict.fromkeys([*before, *value]))
+            merged[key] = value
+    return merged
 
 
 def _in(session: str) -> str:

@@ -22,6 +22,9 @@ TOOL_RESULT = "tool_result"  # text: output excerpt; data: is_error, id, name
 NOTICE = "notice"  # agent-side status worth showing (api retry, permission denial)
 ERROR = "error"  # agent-side error message (the turn may still go on)
 USAGE = "usage"  # token usage / cost report (data)
+# the agent asks permission for a tool and waits for the answer (data: request_id, tool,
+# input, description, suggestions, blocked_path); the approvals plugin answers it
+APPROVAL = "approval"
 
 # Terminal kinds: exactly one of them ends every turn, and nothing follows it.
 COMPLETED = "completed"
@@ -125,6 +128,23 @@ class StreamEvent:
         """What the turn cost, when the agent said (terminal and usage events)."""
         cost = self.data.get("cost_usd")
         return float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequest:
+    """The agent asks to use a tool its permissions do not already allow (``decide_approval``):
+    the answer is ``"allow"`` (the tool runs with ``input``) or ``"deny"`` (it does not, and
+    the agent is told why)."""
+
+    turn: Turn
+    key: str  # short id the chat answers with: /approve KEY, /deny KEY
+    tool: str  # e.g. "Bash", "Edit", "Write", "Read"
+    input: Mapping[str, Any]  # the tool's arguments, e.g. {"command": "touch /tmp/x"}
+    description: str = ""  # the agent's own words for it, e.g. "Run touch /tmp/x"
+    # what "allow for this conversation" remembers (the agent's suggestion), e.g.
+    # ("Bash(touch /tmp/x)",); empty when the agent suggested nothing
+    rules: tuple[str, ...] = ()
+    blocked_path: str | None = None  # the path outside the working directory, if that is why
 
 
 @dataclass(frozen=True, slots=True)

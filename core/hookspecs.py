@@ -11,7 +11,7 @@ An implementation may accept only some of a hook's arguments, by name.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from cadenza.bot import Bot
     from cadenza.config import Config
     from cadenza.events import (
+        ApprovalRequest,
         ChatMessage,
         ChatRef,
         Lifecycle,
@@ -156,6 +157,28 @@ def prompt_preamble(turn: Turn) -> str | None:
     """A short note for the agent, put before the prompt of a turn that starts a new
     conversation (one the agent does not continue): what it should know once, e.g. where to
     leave files for the user. The agent sees it; the chat and the journal do not."""
+
+
+@hookspec
+def turn_options(turn: Turn) -> Mapping[str, Any] | None:
+    """Per-turn agent options for a turn about to start, merged into ``turn.options`` (what
+    each agent makes of them is its ``launch``'s business): e.g. ``{"approvals": "stdio",
+    "allowed_tools": ["Bash(git status)"]}`` from the approvals plugin. Lists under the same
+    key from several plugins are joined; other values: the later plugin's wins. Asked right
+    before the turn starts, also for a queued or resumed turn."""
+
+
+@hookspec(firstresult=True)
+def decide_approval(request: ApprovalRequest) -> str | None:
+    """The agent asks to use a tool (``request.tool`` with ``request.input``): answer
+    ``"allow"`` or ``"deny"`` for the user, or None to let the chat decide (the approvals
+    plugin asks it, unless a rule the user allowed for the conversation covers it).
+
+    Stops at the first answer that is not None. Fails closed: an implementation that raises
+    or times out stops the round, and so does an answer other than allow or deny: the chat
+    is asked. An answer is posted to the turn's stream as a notice (data ``approval``: the
+    request's key, ``allow``: the answer).
+    """
 
 
 @hookspec

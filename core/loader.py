@@ -31,7 +31,8 @@ ENTRY_POINT_GROUP = "cadenza"
 API_VERSION = 1
 BUILTIN_DIST = "cadenza"
 # Built-ins on by default; a third-party plugin is off until plugins.toml switches it on.
-DEFAULT_ON = {"console": True, "timeout": True, "journal": True, "sessions": True}
+DEFAULT_ON = {"console": True, "timeout": True, "journal": True, "sessions": True,
+              "approvals": True}
 
 
 @dataclass

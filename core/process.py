@@ -155,6 +155,12 @@ class AgentProcess:
             return False
         return True
 
+    async def close_input(self) -> None:
+        """Close the control channel (after the prompt): the agent said it takes no more."""
+        if self._stdin_task is not None:
+            await asyncio.shield(self._stdin_task)
+        await self._close_stdin()
+
     async def _close_stdin(self) -> None:
         stdin = self.proc.stdin
         if stdin is None or stdin.is_closing():

@@ -34,6 +34,28 @@ class RunningTurn(Protocol):
         """Write to the agent's control channel (agents launched with ``control=True``);
         False when there is none or it is closed."""
 
+    async def answer_approval(self, request_id: str, allow: bool,
+                              updated_input: Mapping[str, Any], message: str = "") -> bool:
+        """Answer the agent's permission prompt (an ``approval`` event's ``request_id``):
+        allow the tool with ``updated_input``, or deny it with ``message`` for the agent;
+        False when the agent cannot take the answer (it has no control channel, or ended)."""
+
+    def waiting_for_user(self, waiting: bool) -> None:
+        """Say the agent waits for the user (True) or goes on (False): while it waits, the
+        timeout controller pauses (no deadline runs, no warning fires, silence means
+        nothing)."""
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the agent waits for the user now."""
+
+    @property
+    def paused_seconds(self) -> float:
+        """Seconds the turn has waited for the user so far, the current wait included."""
+
+    async def until_not_waiting(self) -> None:
+        """Return once the agent no longer waits for the user."""
+
 
 class Bot(Protocol):
     """The bot as plugins drive it (``on_start(bot)``, command handlers)."""

@@ -72,6 +72,12 @@ class TurnRunner:
         self._stop_data: dict[str, Any] = {}
         self._process: AgentProcess | None = None
         self._stopping: asyncio.Task[None] | None = None
+        # waiting for the user to answer the agent (a permission prompt): since when, and
+        # the seconds spent so in earlier waits; set while it waits, for the timeout controller
+        self._waiting_since: float | None = None
+        self._waited = 0.0
+        self._answered = asyncio.Event()
+        self._answered.set()
 
     @property
     def elapsed(self) -> float:
@@ -142,6 +148,45 @@ class TurnRunner:
         if self._process is None or self.result is not None:
             return False
         return await self._process.send(text)
+
+    async def answer_approval(self, request_id: str, allow: bool,
+                              updated_input: Mapping[str, Any], message: str = "") -> bool:
+        """Answer the agent's permission prompt ``request_id`` (an ``approval`` event) on its
+        control channel; False when the agent cannot take answers or is gone."""
+        render = getattr(self.agent, "approval_answer", None)
+        if render is None:
+            return False
+        return await self.send(render(request_id, allow, updated_input, message))
+
+    def waiting_for_user(self, waiting: bool) -> None:
+        """The agent waits for the user (True) or goes on (False). Time spent waiting counts
+        toward no deadline: ``paused_seconds`` grows, and the silence meanwhile is neither
+        activity nor inactivity (``last_output_at`` moves on by the wait when it ends)."""
+        now = self.clock.monotonic()
+        if waiting and self._waiting_since is None:
+            self._waiting_since = now
+            self._answered.clear()
+        elif not waiting and self._waiting_since is not None:
+            waited = now - self._waiting_since
+            self._waited += waited
+            self.last_output_at += waited  # -inf stays -inf
+            self._waiting_since = None
+            self._answered.set()
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the agent waits for the user now."""
+        return self._waiting_since is not None
+
+    @property
+    def paused_seconds(self) -> float:
+        """Seconds this turn has waited for the user so far, the current wait included."""
+        current = self.clock.monotonic() - self._waiting_since if self.waiting else 0.0
+        return self._waited + current
+
+    async def until_not_waiting(self) -> None:
+        """Return once the agent no longer waits for the user (at once when it does not)."""
+        await self._answered.wait()
 
     def stop(
         self, kind: str = events.CANCELLED, reason: str = "", data: Mapping[str, Any] | None = None
@@ -263,6 +308,8 @@ class TurnRunner:
                                         {"output_capped": True})
                     continue
                 await self.emit(kind, text, data)
+                if getattr(item, "end_of_input", False):
+                    await process.close_input()
 
 
 def _capped_text(output: OutputCap) -> str:

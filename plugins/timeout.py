@@ -4,6 +4,10 @@ extension, a clean kill at expiry.
 One sleeping task per running turn wakes only when something is due (a warning stage or the
 deadline); activity is read from the runner's last-output timestamp, so the stream itself
 costs nothing here beyond the core recording that timestamp.
+
+While the agent waits for the user (a permission prompt: ``RunningTurn.waiting_for_user``) the
+controller pauses: nothing fires, and when the wait ends the deadline, the hard cap and the
+start move on by the time waited, so waiting for an answer costs the turn no time.
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ class Deadline:
     cap: float
     fired: set[float] = field(default_factory=set)  # stages warned about for this deadline
     extensions: int = 0
+    paused: float = 0.0  # the runner's paused_seconds already added to the times above
     task: asyncio.Task[None] | None = None
 
 
@@ -130,6 +135,7 @@ class TimeoutController:
 
     async def _watch(self, entry: Deadline) -> None:
         while True:
+            await self._pause_while_waiting(entry)
             now = self.clock.monotonic()
             due = [s for s in self.limits.warn_before
                    if s not in entry.fired and entry.deadline - s <= now]
@@ -147,6 +153,20 @@ class TimeoutController:
                         if s not in entry.fired]
             wake = min([*upcoming, entry.deadline])
             await self.clock.sleep(max(wake - now, 0))
+
+    async def _pause_while_waiting(self, entry: Deadline) -> None:
+        """Wait while the agent waits for the user, then move the times on by the wait."""
+        runner = self._runner(entry.turn_id)
+        if runner is None:
+            return
+        if runner.waiting:
+            await runner.until_not_waiting()
+        waited = runner.paused_seconds - entry.paused
+        if waited > 0:
+            entry.paused += waited
+            entry.started += waited
+            entry.deadline += waited
+            entry.cap += waited
 
     def _runner(self, turn_id: str) -> Any:
         return self.bot.running(turn_id) if self.bot is not None else None

@@ -12,6 +12,7 @@ import cadenza.api as api
 def test_exports_are_pinned() -> None:
     assert api.CADENZA_PLUGIN_API_VERSION == 1
     assert sorted(api.__all__) == sorted([
+        "APPROVAL", "ApprovalRequest",
         "CADENZA_PLUGIN_API_VERSION", "CANCELLED", "COMPLETED", "ERROR", "FAILED", "FOREGROUND",
         "INTERRUPTED", "NOTICE", "SESSION", "STARTED", "TERMINAL_KINDS", "TEXT", "THINKING",
         "TIMED_OUT", "TOOL_RESULT", "TOOL_USE", "USAGE", "Agent", "Attachment", "Bot",

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -181,6 +182,30 @@ async def test_hook_prompt_preamble(start_app) -> None:
     assert h.recorder.text_of(first.turn.id) == "told once\n\na"
     assert h.recorder.text_of(second.turn.id) == "b"
     assert first.turn.prompt == "say a"  # the journal and the chat never see it
+
+
+async def test_hook_turn_options(start_app, tmp_path, monkeypatch) -> None:
+    log = tmp_path / "agent.log"
+    monkeypatch.setenv("FAKE_AGENT_LOG", str(log))
+
+    class Tools:
+        def __init__(self, answer):
+            self.answer = answer
+
+        @hookimpl
+        def turn_options(self, turn):
+            return self.answer
+
+    h = await start_app(agent_config("claude"), one=Tools({"allowed_tools": ["Bash(ls)"]}),
+                        two=Tools({"allowed_tools": ["Read", "Bash(ls)"],
+                                   "permission_mode": "plan"}), three=Tools("not a mapping"))
+    await h.say("say hi")
+    (end,) = await h.recorder.finished()
+    tools = end.turn.options["allowed_tools"]  # joined, in the plugins' order, no repeats
+    assert sorted(tools) == ["Bash(ls)", "Read"] and end.turn.options["permission_mode"] == "plan"
+    argv = json.loads(log.read_text())["argv"]
+    assert argv[argv.index("--allowedTools"):] == [
+        "--allowedTools", *tools, "--permission-mode", "plan"]
 
 
 class TurnHooks:

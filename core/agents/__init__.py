@@ -35,6 +35,9 @@ class Parsed:
     kind: str
     text: str = ""
     data: Mapping[str, Any] = field(default_factory=lambda: NO_DATA)
+    # the agent takes no more input: the runner closes its control channel (Claude reads
+    # its stdin until EOF after its ``result`` line)
+    end_of_input: bool = False
 
 
 class Parser(Protocol):

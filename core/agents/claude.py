@@ -6,6 +6,14 @@ permission_denied, status), ``assistant`` (one content block per line: text, thi
 tool_use), ``user`` (tool_result), ``stream_event`` (only with --include-partial-messages,
 not used), ``result`` (cost, duration, is_error; its text repeats the last block).
 
+Approvals (``Turn.options["approvals"] == "stdio"``, set by the approvals plugin): the CLI
+runs with ``--input-format stream-json --permission-prompt-tool stdio`` and ``--setting-sources
+user`` (settings files in the working directory, which the agent can write, grant nothing);
+the prompt goes on stdin as a user message after the ``initialize`` control request, stdin
+stays open, a ``control_request`` of subtype ``can_use_tool`` becomes an ``approval`` event,
+``approval_answer`` is what the host writes back, and stdin closes after the ``result`` line
+(measured with 2.1.332: ../shared/agent-permissions.md).
+
 Cost: after ``--resume``, ``total_cost_usd`` is the whole session's so far (measured with
 2.1.332: 0.0497 for the first run, 0.0994 for the resumed one); this run's own cost is in
 ``model_usage_since_last_result``. Events carry the turn's cost as ``cost_usd`` and the
@@ -14,12 +22,16 @@ session's as ``session_cost_usd``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cadenza import events
 from cadenza.agents import NO_DATA, CliAgent, JsonLinesParser, Parsed, exit_outcome
 from cadenza.agents.summary import compact, tool_summary
+from cadenza.process import Launch
+
+STDIO_APPROVALS = "stdio"  # Turn.options["approvals"]: the host answers permission prompts
 
 
 class ClaudeAgent(CliAgent):
@@ -42,8 +54,42 @@ class ClaudeAgent(CliAgent):
             args += ["--permission-mode", str(mode)]
         return args
 
+    def launch(
+        self, prompt: str, resume_id: str | None, options: Mapping[str, Any] = NO_DATA
+    ) -> Launch:
+        if options.get("approvals") != STDIO_APPROVALS:
+            return super().launch(prompt, resume_id, options)
+        resume = ["--resume", resume_id] if resume_id else []
+        argv = [self.binary, "-p", "--input-format", "stream-json", "--output-format",
+                "stream-json", "--verbose", "--permission-prompt-tool", STDIO_APPROVALS,
+                *resume, *self.args, "--setting-sources", "user", *self.option_args(options)]
+        return Launch(argv, control_opening(prompt), self.contain, control=True)
+
+    def approval_answer(self, request_id: str, allow: bool, updated_input: Mapping[str, Any],
+                        message: str = "") -> str:
+        """The line answering the permission prompt ``request_id``: allow the tool with
+        ``updated_input``, or deny it, ``message`` reaching the model as the tool's result."""
+        answer: dict[str, Any] = (
+            {"behavior": "allow", "updatedInput": dict(updated_input)} if allow
+            else {"behavior": "deny", "message": message})
+        return json_line({"type": "control_response", "response": {
+            "subtype": "success", "request_id": request_id, "response": answer}})
+
     def parser(self) -> ClaudeParser:
         return ClaudeParser()
+
+
+def json_line(message: Mapping[str, Any]) -> str:
+    return json.dumps(message, ensure_ascii=False) + "\n"
+
+
+def control_opening(prompt: str) -> str:
+    """What goes on stdin first in stream-json input mode: the ``initialize`` control
+    request, then the prompt as the user's message."""
+    return json_line({"type": "control_request", "request_id": "init1",
+                      "request": {"subtype": "initialize", "hooks": None}}) + json_line(
+        {"type": "user", "message": {"role": "user", "content": prompt},
+         "parent_tool_use_id": None, "session_id": "default"})
 
 
 class ClaudeParser(JsonLinesParser):
@@ -108,6 +154,19 @@ class ClaudeParser(JsonLinesParser):
                          "name": self._tools.get(tool_id or "", "tool")}))
         return out
 
+    def _control_request(self, message: dict[str, Any]) -> list[Parsed]:
+        request = message["request"]
+        if request.get("subtype") != "can_use_tool":
+            return []
+        tool, params = str(request.get("tool_name") or "tool"), request.get("input") or {}
+        description = str(request.get("description") or "")
+        return [Parsed(events.APPROVAL, description or tool_summary(tool, params), {
+            "request_id": str(message["request_id"]), "tool": tool, "input": params,
+            "description": description,
+            "suggestions": list(request.get("permission_suggestions") or ()),
+            "blocked_path": request.get("blocked_path"),
+            "tool_use_id": request.get("tool_use_id")})]
+
     def _result_line(self, message: dict[str, Any]) -> list[Parsed]:
         self._result = message
         usage = {
@@ -117,7 +176,7 @@ class ClaudeParser(JsonLinesParser):
             "num_turns": message.get("num_turns"),
             "usage": message.get("usage"),
         }
-        return [Parsed(events.USAGE, "", usage)]
+        return [Parsed(events.USAGE, "", usage, end_of_input=True)]
 
     def outcome(self, exit_code: int) -> Parsed:
         result = self._result
@@ -162,4 +221,6 @@ _HANDLERS = {
     "assistant": ClaudeParser._assistant,
     "user": ClaudeParser._user,
     "result": ClaudeParser._result_line,
+    "control_request": ClaudeParser._control_request,
+    "control_response": lambda parser, message: [],  # the CLI's answer to our initialize
 }

@@ -18,8 +18,15 @@ a script: steps separated by ``;`` or newlines.
     fail MESSAGE      an API error, reported as the real CLI reports one; exit code 1
     grandchild        start a grandchild that ignores SIGTERM and sleeps; says "grandchild PID"
     ignore_term       ignore SIGTERM from now on (so only SIGKILL ends it)
+    ask CMD           (claude) a Bash tool call that needs permission: allowed by an
+                      ``--allowedTools`` rule (``Bash`` or ``Bash(CMD)``) it runs at once;
+                      with ``--permission-prompt-tool stdio`` it prints a ``can_use_tool``
+                      control request and waits for the answer on stdin, then runs CMD and
+                      says "approved", or says "denied: MESSAGE"; otherwise it is refused as
+                      print mode refuses it ("needs approval")
 
-A prompt whose first word is not a step is answered with "echo: PROMPT", and a step that is
+A prompt whose first word is not a step is answered with "echo: PROMPT" (unless a script
+follows its first paragraph: a note such as Cadenza's prompt preamble), and a step that is
 not known is skipped. After the last step comes the CLI's closing line (Claude's ``result``
 with a cost of $0.0123, Codex's ``turn.completed``). ``--resume ID`` (Claude) and ``resume
 ID`` (Codex) continue session ID; otherwise a new session id is made up. ``--version``
@@ -28,7 +35,11 @@ prints a version.
 How it is started: as ``claude`` or ``codex`` (a link or launcher of that name), or as
 ``fake_agent.py claude|codex|plain ARGS...``; ``plain`` prints the texts as plain lines, for
 the command agent. Like the real CLIs it reads the prompt from stdin when the command line
-has none (``claude -p`` without a prompt, ``codex exec ... -``). With ``CADENZA_REPLAY=FILE``
+has none (``claude -p`` without a prompt, ``codex exec ... -``); with ``--input-format
+stream-json`` (Claude) it reads JSON lines there instead: it answers the ``initialize``
+control request, takes the first user message as the prompt, keeps reading stdin for the
+answers to its permission requests, and after its result line waits for stdin to close, as
+the real CLI does. With ``CADENZA_REPLAY=FILE``
 in its environment it ignores the prompt and prints FILE, a recorded real stream, line by
 line, ending with the exit code the real CLI had (1 after an error result, else 0). Every run
 is appended to ``$FAKE_AGENT_LOG`` when set: mode, argv, pid, prompt and whether it came on
@@ -56,6 +67,43 @@ class Claude:
     def __init__(self, session: str) -> None:
         self.session = session
         self.texts: list[str] = []
+        self.allowed: list[str] = []  # --allowedTools rules
+        self.host_answers = False  # --permission-prompt-tool stdio
+
+    def ask(self, command: str) -> None:
+        if "Bash" in self.allowed or f"Bash({command})" in self.allowed:
+            self.tool(command)
+            return
+        tool_id = "toolu_" + uuid.uuid4().hex[:8]
+        params = {"command": command, "description": f"Run {command}"}
+        emit({"type": "assistant", "session_id": self.session, "message": {
+            "content": [{"type": "tool_use", "id": tool_id, "name": "Bash", "input": params}]}})
+        if not self.host_answers:
+            self.tool_result(tool_id, "This command requires approval", error=True)
+            return
+        request_id = str(uuid.uuid4())
+        emit({"type": "control_request", "request_id": request_id, "request": {
+            "subtype": "can_use_tool", "tool_name": "Bash", "display_name": "Bash",
+            "input": params, "description": params["description"],
+            "permission_suggestions": [
+                {"type": "addRules", "rules": [{"toolName": "Bash", "ruleContent": command}],
+                 "behavior": "allow", "destination": "localSettings"},
+                {"type": "setMode", "mode": "acceptEdits", "destination": "session"}],
+            "blocked_path": None, "tool_use_id": tool_id}})
+        answer = control_answer(request_id)
+        if answer.get("behavior") == "allow":
+            done = subprocess.run(answer["updatedInput"]["command"], shell=True,
+                                  capture_output=True, text=True)
+            self.tool_result(tool_id, done.stdout, error=done.returncode != 0)
+            self.text("approved")
+        else:
+            self.tool_result(tool_id, answer.get("message", ""), error=True)
+            self.text(f"denied: {answer.get('message', '')}")
+
+    def tool_result(self, tool_id: str, content: str, error: bool) -> None:
+        emit({"type": "user", "session_id": self.session, "message": {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": tool_id, "content": content,
+             "is_error": error}]}})
 
     def start(self) -> None:
         emit({"type": "system", "subtype": "init", "session_id": self.session,
@@ -73,9 +121,7 @@ class Claude:
             "content": [{"type": "tool_use", "id": tool_id, "name": "Bash",
                          "input": {"command": command}}]}})
         done = subprocess.run(command, shell=True, capture_output=True, text=True)
-        emit({"type": "user", "session_id": self.session, "message": {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": tool_id, "content": done.stdout,
-             "is_error": done.returncode != 0}]}})
+        self.tool_result(tool_id, done.stdout, error=done.returncode != 0)
 
     def fail(self, message: str) -> None:
         self.text(f"API Error: {message}")
@@ -149,11 +195,59 @@ def emit(message: dict) -> None:
     print(json.dumps(message), flush=True)
 
 
+def stdin_messages():
+    """The JSON objects on stdin (stream-json input), one a line; ends at EOF."""
+    for line in sys.stdin:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(message, dict):
+            yield message
+
+
+def read_stream_json_prompt() -> str:
+    """Answer the initialize request; the first user message is the prompt."""
+    for message in stdin_messages():
+        if message.get("type") == "control_request":
+            emit({"type": "control_response", "response": {
+                "subtype": "success", "request_id": message.get("request_id"), "response": {}}})
+        elif message.get("type") == "user":
+            content = message["message"]["content"]
+            return content if isinstance(content, str) else json.dumps(content)
+    print("Error: no user message on stdin", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def control_answer(request_id: str) -> dict:
+    """The host's answer to permission request ``request_id``; EOF: denied."""
+    for message in stdin_messages():
+        response = message.get("response") or {}
+        if message.get("type") == "control_response" and response.get(
+                "request_id") == request_id:
+            return response.get("response") or {}
+    return {"behavior": "deny", "message": "stdin closed before an answer"}
+
+
+def option_values(args: list[str], name: str) -> list[str]:
+    """The values after every ``name`` up to the next option (variadic, as commander's)."""
+    values: list[str] = []
+    for at, arg in enumerate(args):
+        if arg == name:
+            for value in args[at + 1:]:
+                if value.startswith("--"):
+                    break
+                values.append(value)
+    return values
+
+
 def parse_args(mode: str, args: list[str]) -> tuple[str | None, str | None]:
     """(prompt, resume id) from a claude- or codex-shaped command line; the prompt is None
     when it is to be read from stdin."""
     if mode == "claude":
         resume = args[args.index("--resume") + 1] if "--resume" in args else None
+        if "stream-json" in option_values(args, "--input-format"):
+            return None, resume
         after = args[args.index("-p") + 1:]
         return (after[0] if after and not after[0].startswith("-") else None), resume
     if mode == "codex":
@@ -171,11 +265,22 @@ def read_prompt() -> str:
     return prompt
 
 
+def script_steps(prompt: str, known: set[str]) -> list[str] | None:
+    """The steps of a script, None when ``prompt`` is not one. A first paragraph that is not a
+    script, before one that is, is a note for the agent (Cadenza's prompt preamble): a model
+    reads it and does what the script says, and so does this agent."""
+    for text in (prompt, prompt.partition("\n\n")[2]):
+        steps = [step.strip() for step in re.split(r"[;\n]", text) if step.strip()]
+        if steps and steps[0].split()[0] in known:
+            return steps
+    return None
+
+
 def run_script(agent: Claude | Codex | Plain, prompt: str) -> None:
-    steps = [step.strip() for step in re.split(r"[;\n]", prompt) if step.strip()]
     known = {"say", "tick", "sleep", "big", "tool", "garbage", "stderr", "exit", "fail",
-             "grandchild", "ignore_term"}
-    if not steps or steps[0].split()[0] not in known:
+             "grandchild", "ignore_term", "ask"}
+    steps = script_steps(prompt, known)
+    if steps is None:
         agent.text(f"echo: {prompt}")
         return
     for step in steps:
@@ -194,6 +299,8 @@ def run_script(agent: Claude | Codex | Plain, prompt: str) -> None:
             agent.text(big_text(int(rest)))
         elif word == "tool":
             agent.tool(rest)
+        elif word == "ask" and isinstance(agent, Claude):
+            agent.ask(rest)
         elif word == "garbage":
             print("this is not json {", flush=True)
             emit({"type": "something.new", "payload": [1, 2, 3]})
@@ -241,7 +348,9 @@ def main() -> None:
         return
     prompt, resume = parse_args(mode, args)
     on_stdin = prompt is None
-    prompt = read_prompt() if prompt is None else prompt
+    stream_json = mode == "claude" and "stream-json" in option_values(args, "--input-format")
+    if prompt is None:
+        prompt = read_stream_json_prompt() if stream_json else read_prompt()
     if log := os.environ.get("FAKE_AGENT_LOG"):
         with open(log, "a") as handle:
             handle.write(json.dumps({"mode": mode, "argv": args, "pid": os.getpid(),
@@ -250,9 +359,15 @@ def main() -> None:
         replay(recording)
     session = resume or str(uuid.uuid4())
     agent = {"claude": Claude, "codex": Codex}.get(mode, Plain)(session)
+    if isinstance(agent, Claude):
+        agent.allowed = option_values(args, "--allowedTools")
+        agent.host_answers = option_values(args, "--permission-prompt-tool") == ["stdio"]
     agent.start()
     run_script(agent, prompt)
     agent.finish()
+    if stream_json:
+        for _ in stdin_messages():  # like the real CLI: exit once the host closes stdin
+            pass
 
 
 if __name__ == "__main__":
