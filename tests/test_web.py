@@ -244,3 +244,13 @@ def test_cadenza_run_exits_2_on_an_open_host_without_password(run_cli, tmp_path)
     result = run_cli("run", "--config", str(config))
     assert result.returncode == 2
     assert "plugins.toml:6: [web] host:" in result.stderr and "password_env" in result.stderr
+
+
+def test_the_shipped_web_table_is_the_defaults():
+    from cadenza.config import Config
+    from cadenza.frontends.web.settings import WebSettings
+    from conftest import ROOT
+
+    config = Config.load(ROOT / "plugins.toml")
+    assert config.settings("web").load(WebSettings) == WebSettings()
+    assert config.switches()["web"] is False  # off by default

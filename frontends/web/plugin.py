@@ -65,7 +65,7 @@ class WebFrontend:
             self.log.error("web: cannot serve on %s:%s: %s", settings.host, settings.port, exc)
             bot.request_stop(exit_code=2)
             return
-        host, port = site._server.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
+        host, port = self.runner.addresses[0][:2]  # the port chosen when [web] port = 0
         self.url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
         self.log.info("web: the operator page is at %s", self.url)
         if self.token is not None:
