@@ -32,7 +32,7 @@ API_VERSION = 1
 BUILTIN_DIST = "cadenza"
 # Built-ins on by default; a third-party plugin is off until plugins.toml switches it on.
 DEFAULT_ON = {"console": True, "timeout": True, "journal": True, "sessions": True,
-              "approvals": True}
+              "files": True, "approvals": True}
 
 
 @dataclass

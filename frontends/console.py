@@ -167,7 +167,9 @@ class ConsoleFrontend:
     @hookimpl
     def on_notice(self, notice: Notice) -> None:
         if notice.chat.frontend == CHAT.frontend:
-            self._say(notice.text)
+            # a file cannot be shown here: its path is (the text is its caption)
+            paths = [f"📎 {path}" for path in notice.files]
+            self._say("\n".join(filter(None, [notice.text, *paths])))
 
 
 def _is_terminal(stream: TextIO) -> bool:

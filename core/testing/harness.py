@@ -139,18 +139,24 @@ class AppFactory:
             raise error
 
 
+# Built-ins a test runs without unless its toml switches them on: the console (a test has no
+# terminal) and files (its preamble would come before every scripted first prompt).
+KIT_OFF = ("console", "files")
+
+
 def kit_config(toml: str) -> str:
-    """``toml`` as a test runs it: the console off unless it says otherwise (a test has no
-    terminal), and the scripted claude as the agent when it has no ``[agent]`` table, so that
-    no test reaches a real agent by accident."""
+    """``toml`` as a test runs it: ``KIT_OFF`` off unless it says otherwise, and the scripted
+    claude as the agent when it has no ``[agent]`` table, so that no test reaches a real agent
+    by accident."""
     data = tomllib.loads(toml)
-    if "console" not in data.get("plugins", {}):
+    off = "".join(f"{name} = false\n" for name in KIT_OFF if name not in data.get("plugins", {}))
+    if off:
         header = re.search(r"^[ \t]*\[[ \t]*plugins[ \t]*\][^\n]*(\n|$)", toml, re.MULTILINE)
         if header:
             newline = "" if header.group(1) else "\n"
-            toml = f"{toml[:header.end()]}{newline}console = false\n{toml[header.end():]}"
+            toml = f"{toml[:header.end()]}{newline}{off}{toml[header.end():]}"
         elif "plugins" not in data:
-            toml = _append(toml, "[plugins]\nconsole = false\n")
+            toml = _append(toml, f"[plugins]\n{off}")
     if "agent" not in data:
         toml = _append(toml, scripted_agent())
     return toml

@@ -111,15 +111,25 @@ def parse_script(prompt: str) -> list[Event]:
     (so a multi-line script can carry a shell command containing `;`). If any line is
     not an instruction, the whole answer is the text "echo: PROMPT".
     """
+    # A first paragraph that is not a script, before one that is, is a note for the agent
+    # (Cadenza's prompt preamble): a model reads it and follows the script.
+    for text in (prompt, prompt.strip().partition("\n\n")[2]):
+        if events := _script(text):
+            return events
+    return [Text(f"echo: {prompt}")]
+
+
+def _script(prompt: str) -> list[Event] | None:
+    """The events of a script; None when a line of it is not an instruction."""
     text = prompt.strip()
     lines = text.splitlines() if "\n" in text else text.split(";")
     events: list[Event] = []
     for line in filter(None, (raw.strip() for raw in lines)):
         parsed = _parse_line(line)
         if parsed is None:
-            return [Text(f"echo: {prompt}")]
+            return None
         events += parsed
-    return events or [Text(f"echo: {prompt}")]
+    return events
 
 
 def segment(events: list[Event], tool_results: int) -> list[Event]:
