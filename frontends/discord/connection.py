@@ -239,6 +239,7 @@ class Connection:
 
     async def press(self, interaction: discord.Interaction[Any], action: str,
                     turn_id: str) -> None:
+        """A button: ``turn_id`` is the command for a question's answer (``cmd``)."""
         core = self.core
         channel = interaction.channel
         if (core is None or channel is None
@@ -247,6 +248,11 @@ class Connection:
                               "use it.")
             return
         chat = chat_of(channel)
+        if action == "cmd":  # a question's answer, as if typed here
+            await self._reply(interaction, turn_id)
+            self._handle(ChatMessage(chat, str(interaction.user.id), turn_id,
+                                     user_name=_name(interaction.user)))
+            return
         runner = core.running(turn_id)
         if runner is not None and self.threads.home(runner.turn).chat == chat:
             chat = runner.turn.chat  # shown here: a session's turn in its thread, say

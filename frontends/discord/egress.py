@@ -42,7 +42,8 @@ OVERALL_PER_SECOND = 40  # Discord's global limit is 50 requests a second
 TYPING_LASTS = 9.0  # Discord shows "typing" for 10 s
 NO_MENTIONS = discord.AllowedMentions.none()
 UNKNOWN_MESSAGE, UNKNOWN_CHANNEL, MISSING_PERMISSIONS = 10008, 10003, 50013
-BUTTON = re.compile(r"(?P<action>stop|extend):(?P<turn>\S+)")
+# a turn's Stop / Extend, or a question's answer: "cmd:/approve 3f2a1c conversation"
+BUTTON = re.compile(r"(?P<action>stop|extend):(?P<turn>\S+)|cmd:(?P<command>/.+)")
 
 
 def limits(edit_interval: float = 1.0) -> Limits:
@@ -81,28 +82,33 @@ def classify(exc: BaseException) -> SendError:
 
 class ActionButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
                    template=BUTTON.pattern):
-    """A Stop or Extend button of a turn: ``stop:TURN`` / ``extend:TURN``. Registered with
-    the client (``add_dynamic_items``), so a press works whenever it comes; the client's
+    """A turn's Stop or Extend button (``stop:TURN`` / ``extend:TURN``), or a question's
+    answer (``cmd:COMMAND``, run as if the presser typed it). Registered with the client
+    (``add_dynamic_items``), so a press works whenever it comes; the client's
     ``cadenza_press`` checks the chat and the allowlist."""
 
-    def __init__(self, action: str, turn_id: str, label: str | None = None) -> None:
+    def __init__(self, action: str, target: str, label: str | None = None) -> None:
         super().__init__(discord.ui.Button(
-            label=label or action.title(), custom_id=f"{action}:{turn_id}",
+            label=label or action.title(), custom_id=f"{action}:{target}",
             style=discord.ButtonStyle.danger if action == "stop"
             else discord.ButtonStyle.secondary))
         self.action = action
-        self.turn_id = turn_id
+        self.target = target  # the turn id, or the command
 
     @classmethod
     async def from_custom_id(cls, interaction: discord.Interaction[Any],
                              item: discord.ui.Item[Any], match: re.Match[str],
                              /) -> ActionButton:
-        return cls(match["action"], match["turn"])
+        return cls(*_action(match))
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         press = getattr(interaction.client, "cadenza_press", None)
         if press is not None:
-            await press(interaction, self.action, self.turn_id)
+            await press(interaction, self.action, self.target)
+
+
+def _action(match: re.Match[str]) -> tuple[str, str]:
+    return ("cmd", match["command"]) if match["command"] else (match["action"], match["turn"])
 
 
 def view_of(buttons: tuple[tuple[str, str], ...]) -> discord.ui.View | None:
@@ -112,7 +118,7 @@ def view_of(buttons: tuple[tuple[str, str], ...]) -> discord.ui.View | None:
     for label, data in buttons:
         match = BUTTON.fullmatch(data)
         if match:
-            view.add_item(ActionButton(match["action"], match["turn"], label))
+            view.add_item(ActionButton(*_action(match), label))
     return view
 
 

@@ -26,12 +26,23 @@ from cadenza.api import (
     hookimpl,
 )
 from cadenza.frontends.live.notices import Pings
-from cadenza.frontends.live.views import DocumentView, Style, TextView, TurnView, View, WarningView
+from cadenza.frontends.live.views import (
+    DocumentView,
+    QuestionView,
+    Style,
+    TextView,
+    TurnView,
+    View,
+    WarningView,
+)
 from cadenza.frontends.text import lifecycle_text, recovery_text, warning_text
 
 if TYPE_CHECKING:
     from cadenza.frontends.live.engine import Engine
     from cadenza.frontends.live.refusals import Refusals
+
+
+MAX_QUESTIONS = 1000  # open questions remembered per frontend
 
 
 class Access(Protocol):
@@ -66,6 +77,7 @@ class LiveFrontend:
         # on_shutdown must finish within the core's per-hook limit; subclasses set it
         self.hook_timeout = 10.0
         self.warnings: dict[str, list[WarningView]] = {}  # by turn id
+        self.questions: dict[str, QuestionView] = {}  # open questions, by their ``ask`` key
 
     # --- run lifecycle and access ----------------------------------------------------
 
@@ -164,12 +176,38 @@ class LiveFrontend:
     def on_notice(self, notice: Notice) -> None:
         if notice.chat.frontend != self.frontend:
             return
+        if self._question(notice):
+            return
         if notice.files:  # the text is the first file's caption
             for index, path in enumerate(notice.files):
                 self.show(DocumentView.file(notice.chat, str(path),
                                             notice.text if index == 0 else "", self.style))
         elif notice.text.strip():
             self.show(TextView(notice.chat, notice.text, self.style))
+
+    def _question(self, notice: Notice) -> bool:
+        """A notice with ``ask`` (a key) and ``buttons`` ((label, command) pairs) is a
+        question whose buttons run their command as the person pressing them; a later
+        notice with ``answered`` (the key) settles it. Whether the notice was one of those."""
+        answered, ask = notice.data.get("answered"), notice.data.get("ask")
+        if answered is not None:
+            view = self.questions.pop(str(answered), None)
+            if view is None:
+                return False  # asked before a restart: say the answer as a notice
+            view.settle(notice.text)
+            if self.engine is not None:
+                self.engine.touch(view)
+            return True
+        buttons = notice.data.get("buttons")
+        if ask is None or not buttons:
+            return False
+        if len(self.questions) >= MAX_QUESTIONS:  # never answered: forget the oldest
+            self.questions.pop(next(iter(self.questions)))
+        view = self.questions[str(ask)] = QuestionView(
+            notice.chat, notice.text, [(str(label), str(command)) for label, command in buttons],
+            self.style)
+        self.show(view)
+        return True
 
     # --- to the engine --------------------------------------------------------------
 

@@ -74,6 +74,16 @@ def extend_button(turn_id: str) -> tuple[str, str]:
     return ("⏳ Extend", f"extend:{turn_id}")
 
 
+MAX_BUTTON_DATA = 64  # bytes a button may carry back (Telegram's limit, the strictest)
+
+
+def command_button(label: str, command: str) -> tuple[str, str] | None:
+    """A button that runs ``command`` as if the person pressing it had typed it; None when
+    the command is too long to ride on a button (the question's text must name it)."""
+    data = f"cmd:{command}"
+    return (label, data) if len(data.encode()) <= MAX_BUTTON_DATA else None
+
+
 class View:
     chat: ChatRef
 
@@ -101,6 +111,34 @@ class TextView(View):
 
     def desired(self) -> list[Outgoing]:
         return [self.style.text(part) for part in self.style.split(self.text)]
+
+
+class QuestionView(View):
+    """A question for the chat with answer buttons (a tool approval), as a new message so the
+    phone notifies; once answered, the answer is added under it and the buttons go."""
+
+    def __init__(self, chat: ChatRef, text: str, buttons: list[tuple[str, str]],
+                 style: Style) -> None:
+        self.chat = chat
+        self.style = style
+        self.text = clean(text).strip() or "…"
+        self.buttons = tuple(button for label, command in buttons
+                             if (button := command_button(label, command)) is not None)
+        self.answer: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.answer is not None
+
+    def settle(self, answer: str) -> None:
+        self.answer = clean(answer).strip()
+
+    def desired(self) -> list[Outgoing]:
+        text = self.text if not self.answer else f"{self.text}\n\n{self.answer}"
+        parts = [self.style.text(part) for part in self.style.split(text)]
+        if self.answer is None:
+            parts[-1] = Outgoing(parts[-1].markup, parts[-1].plain, self.buttons)
+        return parts
 
 
 class TurnView(View):

@@ -194,6 +194,11 @@ class Inbound:
             command = ChatMessage(chat, str(query.from_user.id), f"/extend {turn_id}",
                                   user_name=_name(query.from_user))
             self._put(chat.key, lambda: self.core.handle(command))
+        elif action == "cmd" and turn_id.startswith("/"):  # a question's answer, as typed
+            self._answer(chat.key, query, turn_id)
+            typed = ChatMessage(chat, str(query.from_user.id), turn_id,
+                                user_name=_name(query.from_user))
+            self._put(chat.key, lambda: self.core.handle(typed))
         else:
             self._answer(chat.key, query, "This button does nothing any more.")
 
