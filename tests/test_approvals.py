@@ -265,6 +265,8 @@ async def test_a_request_open_at_a_restart_is_never_answered_by_itself(start_app
     h = await h.restart()
     lapsed = await h.recorder.wait_for(lambda: answers(h))
     assert lapsed[0].data["answered"] == key and "nothing was allowed" in lapsed[0].text
+    again = await asked(h)  # the journal resumed the turn: its agent asks again, and so the chat
+    assert again.data["ask"] != key and "$ touch" in again.text
     await h.say(f"/approve {key}")
     await h.recorder.wait_for(lambda: any(f"No request {key}" in t
                                           for t in h.recorder.notice_texts()))
