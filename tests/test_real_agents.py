@@ -304,7 +304,8 @@ class Rig:
 
     def configure(self, timeout: str = "kill_grace = 2", args: tuple[str, ...] = ()) -> None:
         self.config.write_text(
-            f'[plugins]\nconsole = true\n\n'
+            # files off: these tests check the prompt the model gets, byte for byte (no preamble)
+            f'[plugins]\nconsole = true\nfiles = false\n\n'
             f'[agent]\ndefault = "{self.agent}"\nworkdir = {json.dumps(str(self.project))}\n\n'
             f'[agent.{self.agent}]\nbinary = {json.dumps(str(self.binary))}\n'
             f'args = {json.dumps([*self.agent_args(), *args])}\n'
