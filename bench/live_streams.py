@@ -28,8 +28,8 @@ import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,21 @@ class LoopStalls:
 
 def loop_time() -> float:
     return asyncio.get_running_loop().time()
+
+
+@contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """``os.environ`` with ``values`` for the block, and as it was after."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def fake_agent_path(directory: Path) -> str:
@@ -222,10 +237,8 @@ async def measure(platform: Platform, chats: int, seconds: float, interval: floa
     count = max(1, round(seconds / interval))
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        saved = {name: os.environ.get(name) for name in ("PATH", platform.token_env)}
-        os.environ["PATH"] = fake_agent_path(directory)
-        os.environ[platform.token_env] = platform.token
-        try:
+        with environment(PATH=fake_agent_path(directory),
+                         **{platform.token_env: platform.token}):
             async with platform.serve():
                 ids = platform.prepare(chats)
                 path = directory / "plugins.toml"
@@ -264,12 +277,6 @@ async def measure(platform: Platform, chats: int, seconds: float, interval: floa
                            len(probe.chunks), complete,
                            (stalls.worst(started, started + WARM_UP),
                             stalls.worst(started + WARM_UP, float("inf"))))
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
 
 
 def ratio(value: float, base: float) -> str:
