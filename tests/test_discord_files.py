@@ -5,20 +5,30 @@ the plugin taking them, never for a stranger and never merged into a paste; ``No
 reach the chat as attachments.
 
 The plugin taking the files here is ``Taker`` (fetches each into ``tmp_path``, records the
-message), so these tests pin the frontend's side alone.
+message), so these tests pin the frontend's side alone; the last one runs the files plugin.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 import test_discord
 from cadenza.api import ChatMessage, ChatRef, hookimpl
-from test_discord import CHANNEL, DONE, STRANGER, USER, containing, dm, pieces_of_a_paste
+from test_discord import (
+    CHANNEL,
+    DONE,
+    STRANGER,
+    USER,
+    config,
+    containing,
+    dm,
+    pieces_of_a_paste,
+)
 
-from tests.fakes.discord_api import SEND
+from tests.fakes.discord_api import DEFAULT_TOKEN, SEND
 
 pytestmark = pytest.mark.usefixtures("agent_path")
 server = test_discord.server
@@ -159,3 +169,23 @@ async def test_a_file_discord_will_not_take_is_named_in_the_chat(start, server,
     await h.bot.notify(chat, "", kind="files", files=(small,))
     said = await server.wait_for(containing(server, channel, "small.bin could not be sent"), 10)
     assert server.count_status(413) == 1 and server.downloads == []
+
+
+async def test_with_the_files_plugin_files_go_both_ways(server, start_app, monkeypatch) -> None:
+    monkeypatch.setenv("DISCORD_BOT_TOKEN", DEFAULT_TOKEN)
+    h = await start_app(config(server).replace("discord = true", "discord = true\nfiles = true"))
+    async with asyncio.timeout(15):
+        await h.plugin("discord").engine.ready.wait()
+    workdir = Path(h.bot.workdir)
+    (workdir / ".cadenza-outbox" / "answer.txt").write_text("42\n")  # as an agent would
+    server.push_dm(USER, "what is in it?", attachments=[("notes.txt", b"the notes\n")])
+    channel = dm(server)
+    await server.wait_for(containing(server, channel, DONE), 15)
+    (turn,) = {event.turn for event in h.recorder.events}
+    (inbox,) = (workdir / ".cadenza-inbox").iterdir()
+    assert (inbox / "notes.txt").read_bytes() == b"the notes\n"
+    assert turn.id == inbox.name and "notes.txt" in turn.prompt
+    assert turn.prompt.endswith("what is in it?")
+    sent = await server.wait_for(lambda: [a for m in server.bot_messages(channel)
+                                          for a in m.attachments], 10)
+    assert [(a.filename, a.data) for a in sent] == [("answer.txt", b"42\n")]
