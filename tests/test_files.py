@@ -136,26 +136,22 @@ def test_image_headers() -> None:
 
 async def test_an_outbox_file_is_sent_once(start_app) -> None:
     h = await start_app(files_config())
-    await h.say("hello")  # the first turn's preamble would make the scripted agent echo
-    await h.recorder.finished()
-    await h.say("tool printf 'the report' > .cadenza-outbox/report.txt")
-    _, end = await h.recorder.finished(2)
+    await h.say("tool printf 'the report' > .cadenza-outbox/report.txt")  # after the preamble
+    (end,) = await h.recorder.finished()
     (notice,) = await h.recorder.wait_for(lambda: file_notices(h))
     sent = h.bot.workdir / ".cadenza-outbox" / "sent" / end.turn.id / "report.txt"
     assert notice.files == (sent,) and notice.kind == "files" and notice.chat == CHAT
     assert sent.read_text() == "the report"
     await h.say("say again")
-    await h.recorder.finished(3)
+    await h.recorder.finished(2)
     assert len(file_notices(h)) == 1 and not error_notices(h)
 
 
 async def test_a_symlink_out_of_the_outbox_is_refused(start_app, tmp_path: Path) -> None:
     (tmp_path / "secret").write_text("token")
     h = await start_app(files_config())
-    await h.say("hello")
-    await h.recorder.finished()
     await h.say(f"tool ln -s {tmp_path / 'secret'} .cadenza-outbox/innocent.txt")
-    await h.recorder.finished(2)
+    await h.recorder.finished()
     (refusal,) = await h.recorder.wait_for(lambda: error_notices(h))
     assert "innocent.txt was not sent: it is a symbolic link" in refusal.text
     assert file_notices(h) == []
@@ -194,3 +190,11 @@ async def test_doctor_warns_when_the_agent_may_not_write(start_app) -> None:
     h = await h.restart(files_config('[agent]\ndefault = "claude"\n[agent.claude]\n'
                                      'args = ["--permission-mode", "acceptEdits"]'))
     assert h.plugin("files").doctor_checks() == []
+
+
+def test_the_console_prints_the_path_of_a_file(run_cli, tmp_path: Path) -> None:
+    (tmp_path / "workspace").mkdir()
+    (tmp_path / "workspace" / "notes.txt").write_text("notes")
+    done = run_cli("run", input="/get notes.txt\n", env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert f"notes.txt\n📎 {tmp_path / 'workspace' / 'notes.txt'}\n" in done.stdout
