@@ -4,7 +4,9 @@ symlinks and /get refused outside the working directory, the preamble once."""
 
 from __future__ import annotations
 
+import os
 import struct
+import time
 from pathlib import Path
 
 from cadenza.api import Attachment, ChatMessage, Notice
@@ -198,3 +200,27 @@ def test_the_console_prints_the_path_of_a_file(run_cli, tmp_path: Path) -> None:
     done = run_cli("run", input="/get notes.txt\n", env={"PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
     assert f"notes.txt\n📎 {tmp_path / 'workspace' / 'notes.txt'}\n" in done.stdout
+
+
+async def test_old_inbox_folders_are_deleted_at_startup(start_app, tmp_path: Path) -> None:
+    inbox = tmp_path / "workspace" / ".cadenza-inbox"
+    for name, age_days in (("old", 8), ("recent", 6)):
+        (inbox / name).mkdir(parents=True)
+        (inbox / name / "f.txt").write_text("x")
+        when = time.time() - age_days * 86400
+        os.utime(inbox / name, (when, when))
+    await start_app(files_config())
+    assert sorted(p.name for p in inbox.iterdir()) == ["recent"]
+
+
+async def test_outbox_entries_too_big_or_not_files_are_refused_once(start_app) -> None:
+    h = await start_app(files_config("[files]\nmax_bytes = 10"))
+    await h.say("tool head -c 11 /dev/zero > .cadenza-outbox/big.bin; "
+                "tool mkdir .cadenza-outbox/folder")
+    await h.recorder.finished()
+    refusals = await h.recorder.wait_for(lambda: len(error_notices(h)) == 2 and error_notices(h))
+    assert "big.bin was not sent: it is 11 bytes, over the limit of 10 bytes" in refusals[0].text
+    assert "folder was not sent: only regular files are sent" in refusals[1].text
+    await h.say("say again")
+    await h.recorder.finished(2)
+    assert len(error_notices(h)) == 2 and file_notices(h) == []
