@@ -47,7 +47,7 @@ def inside(path: Path, root: Path) -> bool:
     """Whether ``path``, resolved with its symlinks followed, is ``root`` or below it."""
     try:
         resolved = path.resolve(strict=True)
-    except (OSError, RuntimeError):  # missing, or a symlink loop
+    except (OSError, RuntimeError, ValueError):  # missing, a symlink loop, a NUL in it
         return False
     root = root.resolve()
     return resolved == root or root in resolved.parents

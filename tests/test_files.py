@@ -165,13 +165,13 @@ async def test_get_sends_a_file_of_the_workdir_and_nothing_outside(
     h = await start_app(files_config())
     (h.bot.workdir / "notes.txt").write_text("notes")
     (h.bot.workdir / "link").symlink_to(tmp_path / "secret")
-    for path in ("../secret", "link", str(tmp_path / "secret"), "missing.txt"):
+    for path in ("../secret", "link", str(tmp_path / "secret"), "missing.txt", "a\x00b"):
         await h.say(f"/get {path}")
     await h.say("/get notes.txt")
     (notice,) = await h.recorder.wait_for(lambda: file_notices(h))
     assert notice.files == (h.bot.workdir / "notes.txt",)
     refusals = [n.text for n in error_notices(h)]
-    assert len(refusals) == 4 and all("not a file inside the agent's working directory" in t
+    assert len(refusals) == 5 and all("not a file inside the agent's working directory" in t
                                       for t in refusals)
 
 
