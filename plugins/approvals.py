@@ -144,6 +144,7 @@ class ApprovalsPlugin:
         self.bot: Bot | None = None
         self.queues: dict[str, asyncio.Queue[StreamEvent | None]] = {}  # by turn id
         self.pending: dict[str, Pending] = {}  # by key, oldest first
+        self.lapsed: list[dict[str, Any]] = []  # left open by the previous run
 
     @property
     def on(self) -> bool:
@@ -152,21 +153,22 @@ class ApprovalsPlugin:
     # --- lifecycle ----------------------------------------------------------------------
 
     @hookimpl
-    def on_start(self, bot: Bot) -> None:
+    async def on_start(self, bot: Bot) -> None:
+        """Requests a previous run left open are never answered: their agent is gone. They
+        lapse here, before any turn of this run can ask (the journal resumes in on_ready)."""
         self.bot = bot
+        self.lapsed = await self.store.fetch(_OPEN)
+        if self.lapsed:
+            await self.store.execute(_LAPSED)
 
     @hookimpl
     async def on_ready(self, bot: Bot) -> None:
-        """Requests a previous run left open are never answered: their agent is gone."""
-        rows = await self.store.fetch(_OPEN)
-        if not rows:
-            return
-        await self.store.execute(_LAPSED)
-        for row in rows:
+        for row in self.lapsed:
             await bot.notify(ChatRef.from_key(row["chat"]), (
                 f"Request {row['key']} lapsed: Cadenza stopped before it was answered, and "
                 "nothing was allowed. If the agent still needs it, it asks again."),
                 kind="approval", answered=row["key"])
+        self.lapsed = []
 
     @hookimpl
     def register_commands(self, register: Any) -> None:

@@ -13,6 +13,7 @@ after /new), and an unanswered request is denied at its timeout without the turn
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -171,4 +172,33 @@ def test_no_answer_is_denied_and_the_wait_costs_the_turn_nothing(claude) -> None
     assert "went on" in out, run.transcript()
     assert "left (running" not in run.out[asked:], run.transcript()  # no warning meanwhile
     assert run.close() == 0, run.transcript()
+    no_remote_requests(setup)
+
+
+@pytest.mark.parametrize("rig", ["claude"], indirect=True)
+def test_a_crash_while_a_request_is_open_answers_nothing_and_asks_again(claude) -> None:
+    setup, _ = claude
+    outside = setup.root / "outside-after-crash"
+    first = setup.start()
+    since = first.send(f"tool touch {outside}; say touched")
+    old, _ = question(first, since)
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(timeout=10)
+
+    second = setup.start()
+    lapsed = second.line_with(f"Request {old} lapsed")
+    assert "nothing was allowed" in lapsed
+    # the journal resumed the turn (the fake model only echoes a resumed prompt, with its
+    # note after the script; a real model would ask for the tool again)
+    second.read_until("✅ done")
+    second.send(f"/approve {old}")
+    second.read_until(f"No request {old} is waiting here.")
+    assert not outside.exists()
+    since = second.send(f"tool touch {outside}; say touched")
+    key, _ = question(second, since)  # asked again: a new request, a new question
+    assert key != old
+    second.send(f"/approve {key}")
+    second.read_until("✅ done", since=since)
+    assert outside.exists(), second.transcript()
+    assert second.close() == 0, second.transcript()
     no_remote_requests(setup)
