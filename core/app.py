@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
-import os
 import signal
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,15 +18,16 @@ from cadenza.bot import Bot, Limits
 from cadenza.clock import Clock, SystemClock
 from cadenza.config import Config, ConfigError
 from cadenza.loader import PluginLoader, new_manager
+from cadenza.locks import AdvisoryLock, instance_lock
 from cadenza.output import OUTPUTS_DIR, prune_outputs
 from cadenza.relay import HookRelay
 from cadenza.secrets import install_redaction
-from cadenza.state import StateError, Store, private_dir
+from cadenza.state import StateError, Store
+from cadenza.state_config import StateSettings, open_store, with_retries
 from sqlalchemy import Column, Float, MetaData, Table, Text, delete
 
 log = logging.getLogger("cadenza")
 
-LOCK_NAME = "cadenza.lock"
 KEEP_OUTPUTS = 7 * 86400.0  # seconds a whole answer sent as a file is kept
 CHECKPOINT_EVERY = 30.0  # seconds between WAL checkpoints, run in a worker thread
 HEALTH_STEPS = ["CREATE TABLE plugin_health (name TEXT PRIMARY KEY, problem TEXT, at REAL)"]
@@ -100,35 +98,6 @@ def builtin_agents(config: Config) -> dict[str, Agent]:
     }
 
 
-@contextlib.contextmanager
-def instance_lock(state_dir: Path) -> Iterator[None]:
-    """One Cadenza per state directory. flock is released by the kernel when the process
-    dies, so a crash can never leave it stuck."""
-    path = state_dir / LOCK_NAME
-    private_dir(state_dir)
-    try:
-        # never through a symbolic link planted in its place, and private like the database
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        handle = os.fdopen(fd, "r+")
-    except OSError as exc:
-        raise StateError(f"cannot use the lock file {path}: {exc}") from None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise StateError(
-                f"another Cadenza (pid {holder}) is already running on {state_dir}; "
-                "stop it first or use another --state-dir"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        yield
-
-
 class App:
     """One run of Cadenza: ``start`` wires everything and returns the bot, ``stop`` undoes it.
 
@@ -141,6 +110,7 @@ class App:
         self.state_dir = state_dir
         self.clock = clock or SystemClock()
         self.settings = CoreSettings.from_config(config, state_dir)
+        self.state = StateSettings.from_config(config)
         self.extra_plugins: dict[str, object] = {}
         self.store: Store | None = None
         self.relay: HookRelay | None = None
@@ -154,7 +124,8 @@ class App:
     async def start(self) -> Bot:
         install_redaction()
         containment.configure(self.config.settings("agent"))  # run_as, cgroups, leftovers
-        self.store = store = Store.in_dir(self.state_dir)
+        self.store = store = await with_retries(
+            lambda: open_store(self.state, self.state_dir), self.clock, self.state.connect_wait)
         store.migrate("core", HEALTH_STEPS)
         await store.execute(delete(plugin_health))
         pm = new_manager()
@@ -226,8 +197,16 @@ class App:
             self.store.close()
             self.store = None
 
+    async def lock(self) -> contextlib.AbstractContextManager[object]:
+        """The single-instance lock: the state directory's on SQLite, ``[state] name``'s on
+        PostgreSQL (its server retried like the store's)."""
+        if not self.state.postgres:
+            return instance_lock(self.state_dir)
+        return await with_retries(lambda: AdvisoryLock(self.state.url, self.state.name),
+                                  self.clock, self.state.connect_wait)
+
     async def run(self) -> int:
-        with instance_lock(self.state_dir):
+        with await self.lock():
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy
 import tomlkit
 from cadenza import containment
 from cadenza.agents import choose_default
@@ -36,7 +37,9 @@ from cadenza.relay import HookRelay
 from cadenza.scaffold import ScaffoldError, names, scaffold
 from cadenza.secrets import install_redaction, redact
 from cadenza.state import DB_NAME, StateError, Store
-from sqlalchemy import select
+from cadenza.state_config import StateSettings, open_store, state_exists
+from cadenza.state_postgres import PostgresStore
+from sqlalchemy import select, text
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -147,10 +150,11 @@ def load_plugins(
     return loader, relay
 
 
-def last_run_health(state_dir: Path) -> dict[str, str]:
-    if not (state_dir / DB_NAME).exists():
+def last_run_health(config: Config, state_dir: Path) -> dict[str, str]:
+    state = StateSettings.from_config(config)
+    if not state_exists(state, state_dir):
         return {}
-    store = Store(state_dir / DB_NAME, readonly=True)
+    store = open_store(state, state_dir, readonly=True)
     try:
         if not store.has_table("plugin_health"):
             return {}
@@ -163,7 +167,7 @@ def cmd_plugins_list(args: argparse.Namespace, config_path: Path, state_dir: Pat
     config = Config.load(config_path)
     store = Store(Path(":memory:"))
     loader, _ = load_plugins(config, store, state_dir)
-    failing = last_run_health(state_dir)
+    failing = last_run_health(config, state_dir)
     rows = []
     for record in sorted(loader.records.values(), key=lambda r: r.name):
         health = record.health
@@ -346,8 +350,9 @@ def set_switch(path: Path, name: str, value: bool) -> None:
 def cmd_status(args: argparse.Namespace, config_path: Path, state_dir: Path) -> int:
     config = Config.load(config_path)
     report: dict[str, Any] = {"state_dir": str(state_dir)}
-    if (state_dir / DB_NAME).exists():
-        store = Store(state_dir / DB_NAME)
+    state = StateSettings.from_config(config)
+    if state_exists(state, state_dir):
+        store = open_store(state, state_dir)
         try:
             _, relay = load_plugins(config, store, state_dir)
             for section in asyncio.run(relay.call("report_status")):
@@ -356,7 +361,7 @@ def cmd_status(args: argparse.Namespace, config_path: Path, state_dir: Path) -> 
             store.close()
     else:
         report["note"] = "no state yet: cadenza has not run with this state directory"
-    report["plugin_problems"] = last_run_health(state_dir)
+    report["plugin_problems"] = last_run_health(config, state_dir)
     if args.json:
         print(redact(json.dumps(report, indent=2, default=str)))
     else:
@@ -400,6 +405,11 @@ def cmd_doctor(args: argparse.Namespace, config_path: Path, state_dir: Path) -> 
         checks.append((False, f"agents: {exc}"))
         bad_config = True
     checks.append(state_dir_check(state_dir))
+    try:
+        checks.append(state_store_check(StateSettings.from_config(config), state_dir))
+    except ConfigError as exc:
+        checks.append((False, f"state: {exc}"))
+        bad_config = True
     for ok, message in checks:
         print({True: "✓ ", False: "✗ ", None: "– "}[ok] + redact(message))
     if bad_config:
@@ -453,6 +463,24 @@ def _version_check(name: str, argv: list[str]) -> tuple[bool, str]:
     output = (done.stdout or done.stderr).strip().splitlines()
     version = output[0] if output else "no version printed"
     return done.returncode == 0, f"{name}: {version} ({argv[0]})"
+
+
+def state_store_check(state: StateSettings, state_dir: Path) -> tuple[bool | None, str]:
+    """Which store ``[state] url`` names, and for a server whether it answers now."""
+    if not state.postgres:
+        return None, f"state store: the embedded SQLite file {state_dir / DB_NAME}"
+    try:
+        store = PostgresStore(state.url, readonly=True)
+    except StateError as exc:
+        return False, f"state store: {exc}"
+    try:
+        version = store.fetch_sync(text("SHOW server_version"))[0]["server_version"]
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        return False, f"state store {store.where} does not answer: {exc}"
+    finally:
+        store.close()
+    return True, (f"state store {store.where} is reachable (PostgreSQL {version}); this "
+                  f"process is named {state.name!r} ([state] name)")
 
 
 def state_dir_check(state_dir: Path) -> tuple[bool, str]:

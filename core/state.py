@@ -1,6 +1,6 @@
 """The state store: one database shared by plugins that own their tables, used through
-SQLAlchemy Core so that the embedded SQLite default and PostgreSQL (later) serve the same
-plugin code.
+SQLAlchemy Core so that the embedded SQLite default and PostgreSQL (``state_postgres``) serve
+the same plugin code.
 
 The default is one SQLite database in WAL mode. Writes happen at turn boundaries and
 checkpoints, never per text delta. WAL with ``synchronous=NORMAL`` keeps the database
@@ -83,7 +83,8 @@ _VERSION_OF = select(schema_versions.c.version).where(
 
 class Store:
     """The state store a plugin gets as ``context.store``: SQLAlchemy Core statements against
-    one database, the embedded SQLite file by default (PostgreSQL later, for the same code).
+    one database, the embedded SQLite file by default or PostgreSQL (``[state] url``), for the
+    same code.
 
     A plugin owns its tables. It creates them with ``migrate`` when it is constructed, and
     describes them with a ``sqlalchemy.MetaData()`` and ``Table``s of its own module that match
@@ -119,14 +120,18 @@ class Store:
     The API, version 1:
 
     ``dialect``
-        ``"sqlite"`` (``"postgresql"`` once that backend exists).
+        ``"sqlite"`` or ``"postgresql"``.
     ``migrate(owner, steps)``
         Synchronous, called from a plugin's constructor. Brings ``owner``'s tables up to
         ``len(steps)``: step *i* runs once, in order, in a transaction with the version record.
         A ``str`` step is portable DDL (``CREATE TABLE``, ``CREATE INDEX``, ``ALTER TABLE …
         ADD COLUMN``), split on ``;``; a callable step gets the ``sqlalchemy.Connection`` (for
         data migrations; it must not commit). Steps are append-only: a released step is never
-        edited, new ones go at the end.
+        edited, new ones go at the end. Write SQLite's type names: on PostgreSQL the store
+        reads ``INTEGER`` as ``BIGINT`` (SQLite's integers have 64 bits), ``INTEGER PRIMARY
+        KEY [AUTOINCREMENT]`` as a generated ``BIGINT`` key, ``REAL`` as ``DOUBLE
+        PRECISION`` and ``BLOB`` as ``BYTEA`` (``state_postgres.postgres_ddl``); booleans are
+        ``INTEGER`` 0/1 columns.
     ``await execute(statement, params=None) -> int``
         An ``insert``, ``update``, ``delete`` or ``text()`` statement; returns the number of rows
         it changed. ``params`` fills the statement's ``bindparam()``s: one mapping, or a list of
@@ -157,8 +162,10 @@ class Store:
     """
 
     dialect: str = "sqlite"
+    where: str  # what the store is, for messages: the file, or the URL without its password
 
     def __init__(self, path: Path, *, readonly: bool = False):
+        self.where = str(path)
         self.path = path
         self.reset_note: str | None = None  # set when a damaged database was set aside
         self._raw = raw = self._open(readonly)
@@ -167,7 +174,10 @@ class Store:
                                                 poolclass=StaticPool)
         self._connection = self._engine.connect().execution_options(
             isolation_level="AUTOCOMMIT")  # transactions are ours: BEGIN IMMEDIATE … COMMIT
-        self._insert = sqlite_dialect.insert
+        self._init_common(sqlite_dialect.insert)
+
+    def _init_common(self, insert: Callable[[Table], Any]) -> None:
+        self._insert = insert
         self._tx_task: asyncio.Task[Any] | None = None  # the task whose transaction is open
         self._tx_waiters: list[asyncio.Future[None]] = []
         self._closed = False
@@ -247,25 +257,36 @@ class Store:
             self._tx_waiters.append(waiter)
             await waiter
 
+    async def _await(self, work: Callable[..., Any], *args: Any) -> Any:
+        """Run ``work(*args)`` for an async method: inline for SQLite; a store whose driver
+        waits on the network runs it off the event loop."""
+        return work(*args)
+
+    def _first(self, statement: sqlalchemy.Executable,
+               params: Params = None) -> dict[str, Any] | None:
+        result = self._run(statement, params)
+        keys = list(result.keys())
+        row = result.first()
+        return None if row is None else dict(zip(keys, row, strict=True))
+
     async def execute(self, statement: sqlalchemy.Executable, params: Params = None) -> int:
         if self._tx_task is not None:
             await self._wait_turn()
-        return int(self._run(statement, params).rowcount)
+        return int(await self._await(self.execute_sync, statement, params))
 
     async def fetch(self, statement: sqlalchemy.Executable,
                     params: Params = None) -> list[dict[str, Any]]:
         if self._tx_task is not None:
             await self._wait_turn()
-        return self._rows(self._run(statement, params))
+        rows: list[dict[str, Any]] = await self._await(self.fetch_sync, statement, params)
+        return rows
 
     async def fetch_one(self, statement: sqlalchemy.Executable,
                         params: Params = None) -> dict[str, Any] | None:
         if self._tx_task is not None:
             await self._wait_turn()
-        result = self._run(statement, params)
-        keys = list(result.keys())
-        row = result.first()
-        return None if row is None else dict(zip(keys, row, strict=True))
+        row: dict[str, Any] | None = await self._await(self._first, statement, params)
+        return row
 
     def execute_sync(self, statement: sqlalchemy.Executable, params: Params = None) -> int:
         return int(self._run(statement, params).rowcount)
@@ -303,8 +324,13 @@ class Store:
         await self._wait_turn()
         self._tx_task = task
         try:
-            with self._transaction_sync():
+            await self._await(self._begin)
+            try:
                 yield
+            except BaseException:
+                await self._await(self._end, "ROLLBACK")
+                raise
+            await self._await(self._end, "COMMIT")
         finally:
             self._tx_task = None
             waiters, self._tx_waiters = self._tx_waiters, []
@@ -312,16 +338,23 @@ class Store:
                 if not waiter.done():
                     waiter.set_result(None)
 
-    @contextmanager
-    def _transaction_sync(self) -> Iterator[None]:
+    def _begin(self) -> None:
         # IMMEDIATE takes the write lock at once: no deadlock upgrading a read lock later
         self._raw.execute("BEGIN IMMEDIATE")
+
+    def _end(self, how: str) -> None:
+        """``COMMIT`` or ``ROLLBACK`` the transaction ``_begin`` opened."""
+        self._raw.execute(how)
+
+    @contextmanager
+    def _transaction_sync(self) -> Iterator[None]:
+        self._begin()
         try:
             yield
         except BaseException:
-            self._raw.execute("ROLLBACK")
+            self._end("ROLLBACK")
             raise
-        self._raw.execute("COMMIT")
+        self._end("COMMIT")
 
     # --- schema -------------------------------------------------------------------------
 
@@ -330,17 +363,35 @@ class Store:
 
         Steps are append-only: released steps are never edited, new ones are added at the end.
         """
-        row = self._run(_VERSION_OF, {"of_owner": owner}).first()
-        version = row[0] if row else 0
-        for number, step in enumerate(steps[version:], version + 1):
+        if self._version(owner) >= len(steps):
+            return
+        while True:
             with self._transaction_sync():
+                self._lock_schema()
+                version = self._version(owner)  # again: another process may have migrated
+                if version >= len(steps):
+                    return
+                step = steps[version]
                 if callable(step):
                     step(self._connection)
                 else:
-                    for statement in step.split(";"):
+                    for statement in self._ddl(step).split(";"):
                         if statement.strip():
                             self._connection.exec_driver_sql(statement)
-                self._run(self._set_version, {"owner": owner, "version": number})
+                self._run(self._set_version, {"owner": owner, "version": version + 1})
+
+    def _version(self, owner: str) -> int:
+        row = self._run(_VERSION_OF, {"of_owner": owner}).first()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def _lock_schema(self) -> None:
+        """Keep other processes' migrations out until this step's transaction ends: SQLite's
+        ``BEGIN IMMEDIATE`` already holds the database's write lock."""
+
+    @staticmethod
+    def _ddl(step: str) -> str:
+        """A migration step in this database's dialect: SQLite runs it as written."""
+        return step
 
     def has_table(self, name: str) -> bool:
         return bool(sqlalchemy.inspect(self._connection).has_table(name))
