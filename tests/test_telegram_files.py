@@ -295,3 +295,26 @@ async def test_the_fake_keeps_telegrams_file_limits(server) -> None:
         assert (await client.download(sent.photo[-1].file_id)).read() == PNG  # type: ignore[union-attr]
     finally:
         await client.session.close()
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+async def test_with_the_files_plugin_a_photo_reaches_the_agent_and_one_comes_back(
+        server, token, start_app) -> None:
+    toml = test_telegram.config(server).replace("telegram = true", "telegram = true\nfiles = true")
+    h = await start_app(toml)
+    outbox = h.bot.workdir / ".cadenza-outbox"
+    outbox.mkdir(exist_ok=True)
+    (outbox / "fixed.png").write_bytes(PNG[::-1])  # as an agent would, for the way back
+    server.push_photo(USER, USER, PNG, caption="what is wrong here?")
+    (end,) = await h.recorder.finished()
+    name = f"photo-{server.messages(USER)[0].photo[-1]['file_unique_id']}.jpg"
+    where = f".cadenza-inbox/{end.turn.id}/{name}"
+    assert (h.bot.workdir / where).read_bytes() == PNG
+    assert where in end.turn.prompt and end.turn.prompt.endswith("\n\nwhat is wrong here?")
+    received = h.recorder.text_of(end.turn.id)  # the scripted agent echoes its prompt
+    assert received.startswith("echo: ") and where in received
+    await server.wait_for(containing(server, USER, where), 15)  # and the chat sees the answer
+    (back,) = await server.wait_for(lambda: server.photos(USER), 15)
+    assert back.data == PNG[::-1]  # shown inline
