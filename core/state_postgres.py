@@ -115,10 +115,13 @@ class PostgresStore(Store):
         self.where = shown(url)
         self.path = None  # type: ignore[assignment]
         self.reset_note = None
-        options = "-c default_transaction_read_only=on" if readonly else None
-        self._engine = engine_for(url, **({"options": options} if options else {}))
+        self._engine = engine_for(url)
         self._connection = connect(self._engine, url).execution_options(
-            isolation_level="AUTOCOMMIT")  # transactions are ours: BEGIN … COMMIT
+            isolation_level="AUTOCOMMIT",  # transactions are ours: BEGIN … COMMIT
+            preserve_rowcount=True)  # execute returns the rows an INSERT wrote, as on SQLite
+        if readonly:
+            self._connection.exec_driver_sql("SET SESSION CHARACTERISTICS AS TRANSACTION "
+                                             "READ ONLY")
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="cadenza-state")
         self._init_common(postgresql_dialect.insert)
         if not readonly:

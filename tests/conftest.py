@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import backends
 import pytest
 from cadenza.testing import CHAT as CHAT  # the tests import it from here
 from cadenza.testing import Harness, RecordingFrontend
@@ -201,3 +202,11 @@ def read_until(proc: subprocess.Popen[str], needle: str, timeout: float = 20) ->
         assert chunk, f"output ended before {needle!r}: {seen!r}"
         seen += chunk
     return seen
+
+
+@pytest.fixture(params=backends.NAMES)
+def state_backend(request: pytest.FixtureRequest) -> Iterator[backends.Backend]:
+    """Each state backend in turn: SQLite, then PostgreSQL (skipped, with the reason, when
+    ``CADENZA_TEST_POSTGRES_URL`` is not set); see tests/backends.py."""
+    with backends.backend(request.param) as backend:
+        yield backend
