@@ -39,69 +39,21 @@ from cadenza.api import (
     duration,
     hookimpl,
 )
+from cadenza.plugins.approvals_store import (
+    ASKED,
+    FORGET,
+    LAPSED,
+    MIGRATIONS,
+    OPEN,
+    RULES,
+    SETTLED,
+    rules_table,
+)
 from cadenza.plugins.approvals_text import question, summary
-from sqlalchemy import Column, Float, MetaData, Table, Text, bindparam, delete, select, update
 
 MODES = ("off", "chat")
 ALLOW, DENY = "allow", "deny"
 REMEMBER = "conversation"
-
-MIGRATIONS = [
-    """
-    CREATE TABLE approval_rules (
-        chat TEXT NOT NULL,
-        session TEXT NOT NULL,
-        rule TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        PRIMARY KEY (chat, session, rule)
-    );
-    CREATE TABLE approval_requests (
-        key TEXT PRIMARY KEY,
-        turn_id TEXT NOT NULL,
-        chat TEXT NOT NULL,
-        session TEXT NOT NULL,
-        tool TEXT NOT NULL,
-        input TEXT NOT NULL,
-        state TEXT NOT NULL,
-        asked_at REAL NOT NULL,
-        answered_at REAL,
-        answered_by TEXT
-    );
-    CREATE INDEX approval_requests_state ON approval_requests (state)
-    """,
-]
-
-metadata = MetaData()
-rules_table = Table(
-    "approval_rules", metadata,
-    Column("chat", Text, primary_key=True),
-    Column("session", Text, primary_key=True),
-    Column("rule", Text, primary_key=True),
-    Column("created_at", Float, nullable=False),
-)
-requests_table = Table(
-    "approval_requests", metadata,
-    Column("key", Text, primary_key=True),
-    Column("turn_id", Text, nullable=False),
-    Column("chat", Text, nullable=False),
-    Column("session", Text, nullable=False),
-    Column("tool", Text, nullable=False),
-    Column("input", Text, nullable=False),
-    Column("state", Text, nullable=False),  # open | allowed | denied | withdrawn | lapsed
-    Column("asked_at", Float, nullable=False),
-    Column("answered_at", Float),
-    Column("answered_by", Text),
-)
-_r, _q = rules_table.c, requests_table.c
-_CONVERSATION = (_r.chat == bindparam("of_chat")) & (_r.session == bindparam("of_session"))
-_RULES = select(_r.rule).where(_CONVERSATION)
-_FORGET = delete(rules_table).where(_CONVERSATION)
-_ASKED = requests_table.insert()
-_SETTLED = update(requests_table).where(_q.key == bindparam("of_key")).values(
-    state=bindparam("to_state"), answered_at=bindparam("at"), answered_by=bindparam("by"))
-_OPEN = select(_q.key, _q.chat).where(_q.state == "open")
-_LAPSED = update(requests_table).where(_q.state == "open").values(state="lapsed")
-
 
 @dataclass(frozen=True)
 class ApprovalSettings:
@@ -157,9 +109,9 @@ class ApprovalsPlugin:
         """Requests a previous run left open are never answered: their agent is gone. They
         lapse here, before any turn of this run can ask (the journal resumes in on_ready)."""
         self.bot = bot
-        self.lapsed = await self.store.fetch(_OPEN)
+        self.lapsed = await self.store.fetch(OPEN)
         if self.lapsed:
-            await self.store.execute(_LAPSED)
+            await self.store.execute(LAPSED)
 
     @hookimpl
     async def on_ready(self, bot: Bot) -> None:
@@ -186,10 +138,10 @@ class ApprovalsPlugin:
             return None
         conversation = {"of_chat": turn.chat.key, "of_session": turn.session}
         if turn.resume_id is None:  # a fresh conversation: what the last one allowed is gone
-            await self.store.execute(_FORGET, conversation)
+            await self.store.execute(FORGET, conversation)
             remembered: list[str] = []
         else:
-            remembered = [row["rule"] for row in await self.store.fetch(_RULES, conversation)]
+            remembered = [row["rule"] for row in await self.store.fetch(RULES, conversation)]
         return {"approvals": "stdio",
                 "allowed_tools": list(dict.fromkeys([*self.settings.allow, *remembered]))}
 
@@ -272,14 +224,14 @@ class ApprovalsPlugin:
         return None
 
     async def _rules(self, turn: Turn) -> set[str]:
-        rows = await self.store.fetch(_RULES, {"of_chat": turn.chat.key,
+        rows = await self.store.fetch(RULES, {"of_chat": turn.chat.key,
                                                "of_session": turn.session})
         return {row["rule"] for row in rows}
 
     async def _ask(self, runner: RunningTurn, request: ApprovalRequest) -> Answer:
         assert self.bot is not None
         turn, key = request.turn, request.key
-        await self.store.execute(_ASKED, {
+        await self.store.execute(ASKED, {
             "key": key, "turn_id": turn.id, "chat": turn.chat.key, "session": turn.session,
             "tool": request.tool, "input": json.dumps(dict(request.input), ensure_ascii=False),
             "state": "open", "asked_at": self.clock.time()})
@@ -326,7 +278,7 @@ class ApprovalsPlugin:
         state = ("allowed" if answer.allow else "denied") if delivered else "withdrawn"
         if answer.by in ("policy", "rule"):
             return  # never asked: nothing recorded, nothing to settle in the chat
-        await self.store.execute(_SETTLED, {"of_key": request.key, "to_state": state,
+        await self.store.execute(SETTLED, {"of_key": request.key, "to_state": state,
                                             "at": self.clock.time(), "by": answer.by or None})
         if self.bot is not None:
             await self.bot.notify(turn.chat, _outcome(request, answer, delivered),

@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 from cadenza.agents.claude import ClaudeParser
 from cadenza.api import APPROVAL, TOOL_RESULT, hookimpl
+from cadenza.plugins.approvals_store import OPEN, requests_table
 from cadenza.testing import ManualClock
 from cadenza.testing.agents import launchers
 from conftest import agent_config
+from sqlalchemy import bindparam, update
 
 pytestmark = pytest.mark.usefixtures("agent_path")
 
@@ -258,7 +260,7 @@ async def test_a_request_open_at_a_restart_is_never_answered_by_itself(start_app
     await h.say(f"ask touch {tmp_path / 'x'}; say after")
     key = (await asked(h)).data["ask"]
     plugin = h.plugin("approvals")
-    rows = await plugin.store.fetch(_open_rows())
+    rows = await plugin.store.fetch(OPEN)
     assert [row["key"] for row in rows] == [key]  # journaled as open
     h.app.loader.instances["approvals"].queues.clear()  # as if the process died here
     await plugin.store.execute(_reopen(), {"of_key": key})
@@ -272,14 +274,7 @@ async def test_a_request_open_at_a_restart_is_never_answered_by_itself(start_app
                                           for t in h.recorder.notice_texts()))
 
 
-def _open_rows() -> Any:
-    from cadenza.plugins.approvals import _OPEN
-    return _OPEN
-
-
 def _reopen() -> Any:
-    from cadenza.plugins.approvals import requests_table
-    from sqlalchemy import bindparam, update
     return update(requests_table).where(requests_table.c.key == bindparam("of_key")).values(
         state="open")
 
