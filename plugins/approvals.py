@@ -62,13 +62,23 @@ class ApprovalSettings:
     allow: list[str] = field(default_factory=list)  # Claude rules that never ask
 
 
+# where an answer came from
+USER, POLICY, RULE, TIMEOUT, WITHDRAWN = "user", "policy", "rule", "timeout", "withdrawn"
+
+
 @dataclass(frozen=True)
 class Answer:
     allow: bool
-    by: str  # who answered: a user's name, "policy", "rule", or "" (no one)
-    remember: bool = False
-    reason: str = ""  # the user's words, for a denial
-    state: str = ""  # how the request ended when no one answered: denied | withdrawn
+    source: str  # USER, POLICY, RULE, TIMEOUT (no answer in time), WITHDRAWN (the turn ended)
+    by: str = ""  # the user's name, when a user answered
+    remember: bool = False  # allowed for the conversation
+    reason: str = ""  # why it was denied: the user's words, or what happened
+
+    def for_agent(self) -> str:
+        """What the agent is told of a denial (the tool's result the model reads)."""
+        if self.source == USER:
+            return f"the user said: {self.reason}" if self.reason else "the user denied this"
+        return f"denied: {self.reason}"
 
 
 @dataclass
@@ -163,7 +173,7 @@ class ApprovalsPlugin:
             queue.put_nowait(None)
             for pending in self.pending.values():
                 if pending.request.turn.id == turn_id and not pending.answer.done():
-                    pending.answer.set_result(Answer(False, "", state="withdrawn"))
+                    pending.answer.set_result(Answer(False, WITHDRAWN))
 
     async def _answer_in_order(self, queue: asyncio.Queue[StreamEvent | None]) -> None:
         while (event := await queue.get()) is not None:
@@ -204,7 +214,7 @@ class ApprovalsPlugin:
         answer = await self._decided(request)
         if answer is not None:
             verdict = "✅ allowed" if answer.allow else "⛔ denied"
-            whose = "a policy plugin" if answer.by == "policy" else "this conversation's rule"
+            whose = "a policy plugin" if answer.source == POLICY else "this conversation's rule"
             runner.post(api.NOTICE, f"{verdict} by {whose}: {summary(request)}",
                         {"approval": request.key, "allow": answer.allow})
         else:
@@ -216,11 +226,11 @@ class ApprovalsPlugin:
         # ``veto`` stops at the first answer and at the first failure, which is no answer
         verdict = await self.context.hooks.veto("decide_approval", request=request)
         if verdict in (ALLOW, DENY):
-            return Answer(verdict == ALLOW, "policy", reason="a policy of this bot")
+            return Answer(verdict == ALLOW, POLICY, reason="a policy of this bot")
         if request.rules:
             remembered = await self._rules(request.turn)
             if set(request.rules) <= remembered:
-                return Answer(True, "rule")
+                return Answer(True, RULE)
         return None
 
     async def _rules(self, turn: Turn) -> set[str]:
@@ -256,18 +266,14 @@ class ApprovalsPlugin:
             runner.waiting_for_user(False)
         if pending.answer.done():
             return pending.answer.result()
-        return Answer(False, "", state="denied", reason=(
+        return Answer(False, TIMEOUT, reason=(
             f"no answer from the user within {duration(self.settings.timeout)}"))
 
     async def _deliver(self, runner: RunningTurn, request: ApprovalRequest, request_id: str,
                        answer: Answer) -> None:
         """Tell the agent, remember the rule, record the outcome, tell the chat."""
-        message = "" if answer.allow else (
-            f"the user said: {answer.reason}" if answer.by and answer.reason and
-            answer.by not in ("policy", "rule") else
-            f"denied: {answer.reason}" if answer.reason else "the user denied this")
-        delivered = answer.state != "withdrawn" and await runner.answer_approval(
-            request_id, answer.allow, request.input, message)
+        delivered = answer.source != WITHDRAWN and await runner.answer_approval(
+            request_id, answer.allow, request.input, "" if answer.allow else answer.for_agent())
         turn = request.turn
         if answer.remember and delivered:
             now = self.clock.time()
@@ -276,7 +282,7 @@ class ApprovalsPlugin:
                     "chat": turn.chat.key, "session": turn.session, "rule": rule,
                     "created_at": now})
         state = ("allowed" if answer.allow else "denied") if delivered else "withdrawn"
-        if answer.by in ("policy", "rule"):
+        if answer.source in (POLICY, RULE):
             return  # never asked: nothing recorded, nothing to settle in the chat
         await self.store.execute(SETTLED, {"of_key": request.key, "to_state": state,
                                             "at": self.clock.time(), "by": answer.by or None})
@@ -300,12 +306,12 @@ class ApprovalsPlugin:
                              f"{pending.request.key}; /approve {pending.request.key} allows it "
                              "once.", kind="error")
             return
-        pending.answer.set_result(Answer(True, _name(message), remember=remember))
+        pending.answer.set_result(Answer(True, USER, _name(message), remember=remember))
 
     async def cmd_deny(self, bot: Bot, message: ChatMessage, args: str) -> None:
         pending, reason = await self._addressed(bot, message, args)
         if pending is not None:
-            pending.answer.set_result(Answer(False, _name(message), reason=reason))
+            pending.answer.set_result(Answer(False, USER, _name(message), reason=reason))
 
     async def _addressed(self, bot: Bot, message: ChatMessage,
                          args: str) -> tuple[Pending | None, str]:
@@ -350,7 +356,7 @@ def _outcome(request: ApprovalRequest, answer: Answer, delivered: bool) -> str:
         return f"♾ allowed for this conversation by {answer.by}: {rules}"
     if answer.allow:
         return f"✅ allowed once by {answer.by}: {what}"
-    if not answer.by:
+    if answer.source == TIMEOUT:
         return f"⌛ denied: {answer.reason} ({what})"
     reason = f" — “{answer.reason}”" if answer.reason else ""
     return f"⛔ denied by {answer.by}{reason}: {what}"
