@@ -104,10 +104,13 @@ async def test_a_turn_of_another_chat_appears_live_and_stop_ends_it(logged_in, s
 async def test_the_deadline_bar_shows_the_warning(logged_in, shots):
     h, page = await logged_in(web_config(
         "[timeout]\nseconds = 4\nwarn_before = [3]\nextend_by = 0\nmax_seconds = 4\n"))
-    await h.say("sleep 30")
+    await h.say("tick 1 0.1 reading the build logs; sleep 30")
+    await page.fill("#send textarea", "tick 12 0.25 step of the answer")
+    await page.click("#send button")
     deadline = turn_card(page, CHAT.key).locator(".deadline")
     await expect(deadline).to_have_class("deadline warned")
     await expect(deadline).to_contain_text("left")
+    await expect(turn_card(page, "web:operator").locator(".answer")).to_contain_text("answer 3")
     await shots(page, "now-deadline-warning")
     await expect(page.locator("#finished article.timed_out")).to_have_count(1)
 

@@ -138,7 +138,7 @@ class Board:
             return
         if live.deadline is not None:
             live.deadline = self.clock.monotonic() + warning.seconds_left
-        live.warning = f"⏳ about {api.duration(warning.seconds_left)} left"
+        live.warning = f"about {api.duration(warning.seconds_left)} left"
         self._deadline(live, live.warning)
 
     def notice(self, notice: Notice) -> None:
