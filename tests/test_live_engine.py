@@ -21,10 +21,12 @@ from cadenza.api import ChatRef, StreamEvent, Turn
 from cadenza.clock import SystemClock
 from cadenza.frontends.live import Engine, Limits, Outgoing, Rate, RetryPolicy
 from cadenza.frontends.live.notices import AWAITS_USER
+from cadenza.frontends.live.pacing import Pacing
 from cadenza.frontends.live.split import CODEPOINTS
 from cadenza.frontends.live.transport import Gone, Retry
 from cadenza.frontends.live.views import TurnView
 from cadenza.state import Store
+from cadenza.testing import ManualClock
 from cadenza.testing.fake_agent import big_text
 from test_telegram import DONE, GROUP, USER, containing
 
@@ -255,3 +257,22 @@ async def test_a_crash_leaves_nothing_saying_working(tmp_path: Path) -> None:
         "half an answer\n\n_⏸ interrupted: Cadenza stopped before this turn ended_", ())]
     assert not await after.ledger.left_over()
     await after.close()
+
+
+async def test_calls_due_during_a_stall_still_go_one_interval_apart() -> None:
+    clock = ManualClock()
+    pacing = Pacing(clock, Limits(message_length=100, chat=Rate(1.0), overall=Rate(1.0)))
+    went: list[float] = []
+
+    async def call() -> None:
+        await pacing.slot(pacing.for_room())
+        went.append(clock.monotonic())
+
+    tasks = [asyncio.ensure_future(call()) for _ in range(3)]
+    await clock.advance(0)
+    assert went == [0.0]
+    await clock.advance(5)  # the event loop was blocked for 5 s: the others came due meanwhile
+    assert went == [0.0, 5.0]  # not both at once
+    await clock.advance(1)
+    assert went == [0.0, 5.0, 6.0]
+    await asyncio.gather(*tasks)

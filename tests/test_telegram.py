@@ -512,7 +512,13 @@ def test_cuts_prefer_readable_places_and_count_utf16() -> None:
 
 def test_pacing_buckets_allow_a_burst_then_keep_the_pace() -> None:
     group = Bucket(interval=3.0, burst=3)
-    assert [group.reserve(0.0) for _ in range(5)] == [0.0, 0.0, 0.0, 3.0, 6.0]
+
+    def call_at(now: float) -> float:
+        at = now + group.delay(now)
+        group.commit(at)
+        return at
+
+    assert [call_at(0.0) for _ in range(5)] == [0.0, 0.0, 0.0, 3.0, 6.0]
     assert group.delay(6.5) == 2.5 and group.delay(20.0) == 0.0
     chat = Bucket(interval=1.0)
     chat.commit(10.0)

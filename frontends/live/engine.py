@@ -24,7 +24,7 @@ from cadenza.frontends.live.transport import BadFormat, Retry, SendError, Transp
 from cadenza.frontends.live.views import Style, View, interrupted
 
 if TYPE_CHECKING:  # internal types; plugins use cadenza.api at run time
-    from cadenza.api import Clock, Recovery, Store
+    from cadenza.api import ChatRef, Clock, Recovery, Store
 
 CLEAR_ATTEMPTS = 3
 RECOVERY_WAIT = 60.0  # seconds to wait for the journal's recoveries before the clean-up
@@ -66,6 +66,21 @@ class Engine:
         where = self._locate(view)
         if where is not None:
             self.outbox(where[0]).touch(view)
+
+    def saw(self, chat: ChatRef, message_id: int) -> None:
+        """A person's message in ``chat``: on a platform whose ids count up, nothing the bot
+        sends after it has a smaller id (a lower bound for finding lost sends)."""
+        try:
+            room, _ = self.transport.locate(chat)
+        except ValueError:
+            return
+        outbox = self.outboxes.get(room)
+        if outbox is not None:
+            outbox.saw(message_id)
+        else:
+            known = self.rooms.get(room)
+            last = known.last_id if known is not None else None
+            self.rooms[room] = Room(max(last or 0, message_id), known.lost if known else ())
 
     def _locate(self, view: View) -> tuple[int, int | None] | None:
         try:

@@ -90,7 +90,11 @@ class LiveFrontend:
     def on_inbound_message(self, message: ChatMessage) -> str | None:
         """The second check (the first is at ingress, for every update): a message of this
         frontend's chats from someone not allowed goes no further."""
-        if message.chat.frontend != self.frontend or self.access.allows(message.user_id):
+        if message.chat.frontend != self.frontend:
+            return None
+        if self.engine is not None and message.message_id and message.message_id.isdigit():
+            self.engine.saw(message.chat, int(message.message_id))
+        if self.access.allows(message.user_id):
             return None
         if self.refusals.due(message.user_id):
             self.log.warning("%s: refused user %s (%s) in %s %s: %s", self.frontend,

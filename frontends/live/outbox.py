@@ -156,6 +156,11 @@ class Outbox:
         if self._worker is None or self._worker.done():
             self._worker = asyncio.ensure_future(self._run())
 
+    def saw(self, message_id: int) -> None:
+        """A person's message in the room (see ``Engine.saw``)."""
+        if self.probe is not None:
+            self.last_id = max(self.last_id or 0, message_id)
+
     def look_for(self, sends: list[Unsure]) -> None:
         """Sends a previous run made whose answers it never saw: look for their messages
         among the ``LEFT_SPAN`` ids after each (never those this run sent) and finish them."""
@@ -349,6 +354,8 @@ class Outbox:
                     ) -> tuple[int, Outgoing]:
         """Send part ``index``: its id (or NOT_SENT / LOST), and what it shows."""
         out, plain = tracked.pinned.get(index, (out, tracked.plain))
+        if index in tracked.pinned and (found := await self._arrived(tracked, index)):
+            return found, out
         try:
             try:
                 return await self._send_once(tracked, index, out, plain), out
@@ -420,10 +427,15 @@ class Outbox:
             return
         upper = self.settle_below
         afters = [item.sent.after for item in self.unsure]
-        low = upper - 1 - MAX_PROBES
+        low = max(0, upper - 1 - MAX_PROBES)  # ids start at 1
         if None not in afters:
             low = max(low, min(after for after in afters if after is not None))
-        for message_id in range(low + 1, upper):
+        # from the top: a lost send's message is mostly right below its resend, and with no
+        # known lower bound (a chat's first message) the ids further down are someone else's
+        known = {message_id for tracked in self.items for message_id in tracked.ids}
+        for message_id in range(upper - 1, low, -1):
+            if message_id in known:
+                continue
             tried: set[tuple[Outgoing, bool]] = set()
             for item in list(self.unsure):
                 sent = item.sent
@@ -442,6 +454,26 @@ class Outbox:
         self.settle_below = None
         await self._note()
 
+    async def _arrived(self, tracked: Tracked, index: int) -> int | None:
+        """Before a lost send is sent again: whether its message is right after the newest
+        id known when it went (the usual place in a private chat), so the chat never shows
+        it twice. One probe; the gap is searched in full after the next send anyway."""
+        if self.probe is None:
+            return None
+        for item in self.unsure:
+            after = item.sent.after
+            if item.tracked is tracked and item.index == index and after is not None:
+                if await self.probe(self.room, after + 1, item.sent.out, item.sent.plain):
+                    self.unsure.remove(item)
+                    self.last_id = max(self.last_id or 0, after + 1)
+                    await self._note()
+                    self.log.info("%s: chat %s: message %s arrived though its answer was "
+                                  "lost; kept", self.name, self.room, after + 1)
+                    return after + 1
+                await self.pacing.slot(self.pace)  # the probe took this round's slot
+                return None
+        return None
+
     async def _found(self, message_id: int, item: Unsure) -> None:
         """``message_id`` is the message of the lost send ``item``."""
         tracked = item.tracked
@@ -455,7 +487,8 @@ class Outbox:
             return
         index = item.index
         if index < len(tracked.ids) and tracked.ids[index] not in (NOT_SENT, LOST):
-            self.orphans.append(message_id)  # sent again meanwhile: a copy, deleted next
+            if tracked.ids[index] != message_id:  # sent again meanwhile: a copy, deleted next
+                self.orphans.append(message_id)
             return
         self.log.info("%s: chat %s: message %s arrived though its answer was lost; kept",
                       self.name, self.room, message_id)

@@ -2,9 +2,11 @@
 
 A platform allows a few calls a second in one room, maybe fewer in a group, and some number a
 second overall (``transport.Limits``). Each scope is a token bucket in its virtual-scheduling
-form (GCRA): a caller learns when its call may go. A room's own scopes are checked first, then
-a slot is reserved in the shared bucket, so rooms share the global rate first come, first
-served. A 429 that gets through anyway blocks its room for the ``retry_after`` it asked for.
+form (GCRA): a caller learns when its call may go. A call is counted in its room and in the
+shared bucket when it actually goes, not when its slot came due: after the event loop stalled
+(50 agents starting at once), the calls that came due meanwhile still go one interval apart
+instead of together. A 429 that gets through anyway blocks its room for the ``retry_after``
+it asked for.
 """
 
 from __future__ import annotations
@@ -32,12 +34,6 @@ class Bucket:
     def commit(self, at: float) -> None:
         """Count a call made at ``at``."""
         self.tat = max(self.tat, at) + self.interval
-
-    def reserve(self, now: float) -> float:
-        """Take the next free slot; returns when it is (``now`` or later)."""
-        at = now + self.delay(now)
-        self.commit(at)
-        return at
 
 
 @dataclass
@@ -80,13 +76,14 @@ class Pacing:
                         Bucket(rate.interval, rate.burst) if rate is not None else None)
 
     async def slot(self, pace: RoomPace) -> None:
-        """Wait until one call in this room may go, and count it."""
-        while (wait := pace.delay(self.clock.monotonic())) > 0:
+        """Wait until one call in this room may go, and count it (no await between the last
+        check and the count: the call is the next thing its caller does)."""
+        while (wait := max(pace.delay(now := self.clock.monotonic()),
+                           self.shared.delay(now))) > 0:
             await self.clock.sleep(wait)
-        at = self.shared.reserve(self.clock.monotonic())
-        if (wait := at - self.clock.monotonic()) > 0:
-            await self.clock.sleep(wait)
-        pace.commit(self.clock.monotonic())
+        now = self.clock.monotonic()
+        self.shared.commit(now)
+        pace.commit(now)
 
     def idle(self) -> bool:
         """Whether no call is waiting for the shared rate: the moment for calls that may as
