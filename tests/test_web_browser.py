@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CHAT, StartApp
+from cadenza.testing.agents import scripted_agent
+from conftest import CHAT, StartApp, read_until, start
 from test_web import PASSWORD, web_config
 from test_web import password as password  # autouse: $CADENZA_TEST_WEB_PASSWORD set
 
@@ -129,14 +130,24 @@ async def test_hostile_output_stays_text(logged_in):
     assert await page.title() != "pwned"
 
 
-async def test_the_runs_timeline_shows_a_restart(start_app, browser, shots):
-    h = await start_app(web_config())
-    h = await h.restart()
+async def test_the_runs_timeline_shows_a_crash_and_a_restart(start_app, browser, shots,
+                                                             tmp_path):
+    # a real `cadenza run` on the same state directory, killed with SIGKILL mid-turn
+    config = tmp_path / "crashing.toml"
+    config.write_text(f"[plugins]\nconsole = true\nfiles = false\n\n{scripted_agent()}")
+    first = start(["run", "--config", str(config), "--state-dir", str(tmp_path / "state")],
+                  {}, tmp_path)
+    first.stdin.write("say before the crash; sleep 30\n")
+    first.stdin.flush()
+    read_until(first, "before the crash")
+    first.kill()
+    first.wait()
+    h = await start_app(web_config())  # crashed: the journal finds the interrupted turn
+    h = await h.restart()  # restarted
     page = await log_in(browser, h.plugin("web").url)
     await page.click("nav >> text=Runs")
-    runs = page.locator("#runs")
-    await expect(runs).to_contain_text("restarted")
-    await expect(runs).to_contain_text("started")
+    lifecycles = page.locator("#runs td[data-label=lifecycle]")
+    await expect(lifecycles).to_have_text(["restarted", "crashed", "started"])
     await shots(page, "runs")
     await page.click("nav >> text=Plugins")
     await expect(page.locator("table")).to_contain_text("journal")
