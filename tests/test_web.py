@@ -254,3 +254,12 @@ def test_the_shipped_web_table_is_the_defaults():
     config = Config.load(ROOT / "plugins.toml")
     assert config.settings("web").load(WebSettings) == WebSettings()
     assert config.switches()["web"] is False  # off by default
+
+
+def test_doctor_says_where_the_page_is_and_how_to_log_in(run_cli, tmp_path):
+    config = tmp_path / "plugins.toml"
+    config.write_text('[plugins]\nweb = true\n\n[web]\nport = 8999\n'
+                      f'password_env = "{PASSWORD_ENV}"\n')
+    done = run_cli("doctor", "--config", str(config))
+    assert (f"web: the page will be at http://127.0.0.1:8999/, logging in with the password in "
+            f"${PASSWORD_ENV}") in done.stdout

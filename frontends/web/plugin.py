@@ -81,6 +81,14 @@ class WebFrontend:
             await self.runner.cleanup()
             self.runner = None
 
+    @hookimpl
+    def doctor_checks(self) -> list[tuple[bool, str]]:
+        settings = self.config.settings
+        login = (f"the password in ${settings.password_env}" if self.config.password
+                 else "a token printed at start")
+        return [(True, f"web: the page will be at http://{settings.host}:{settings.port}/, "
+                       f"logging in with {login}")]
+
     # --- what happens, for the board ------------------------------------------------
 
     @hookimpl
