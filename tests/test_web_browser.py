@@ -164,3 +164,15 @@ async def test_chats_view_lists_turns_and_sessions(logged_in, shots):
     await expect(chat).to_contain_text("a foreground answer")
     await expect(chat).to_contain_text("docs")
     await shots(page, "chats")
+
+
+async def test_readable_on_a_phone(logged_in, browser, shots):
+    h, page = await logged_in()
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await h.say("say " + "a-very-long-unbroken-line-of-agent-output-" * 8 + "; sleep 30")
+    await expect(turn_card(page, CHAT.key).locator(".answer")).to_contain_text("unbroken")
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page scrolls sideways on a phone: {width} px wide"
+    await shots(page, "now-phone")
+    await page.click("nav >> text=Runs")
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
