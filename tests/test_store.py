@@ -313,7 +313,8 @@ async def test_a_database_of_the_previous_version_opens_and_migrates(tmp_path: P
         assert await ledger.rooms_on_record() == {}  # the table the new version added
     finally:
         await app.stop()
-    assert versions(state / DB_NAME) == {"core": 1, "journal": 2, "sessions": 1, "telegram": 3}
+    assert versions(state / DB_NAME) == {"approvals": 1, "core": 1, "journal": 2, "sessions": 1,
+                                          "telegram": 3}
     db = sqlite3.connect(state / DB_NAME)
     try:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
