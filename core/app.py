@@ -161,6 +161,7 @@ class App:
         await relay.call("register_commands", register=bot.add_command)
         await relay.call("on_start", bot=bot)
         await relay.call("on_ready", bot=bot)
+        bot.mark_ready()
         self._maintenance = asyncio.ensure_future(self._checkpoints(store))
         prune_outputs(self.state_dir / OUTPUTS_DIR, KEEP_OUTPUTS)
         return bot

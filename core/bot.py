@@ -106,6 +106,9 @@ class Bot:
         self._slot_waiters: deque[asyncio.Future[None]] = deque()  # lanes waiting for an agent
         self._slots_used = 0  # agents running or about to, at most limits.max_running
         self._stop_requested = asyncio.Event()  # set by a frontend that is done (console EOF)
+        # set once every plugin's on_ready ran (the journal plans and enqueues the turns it
+        # resumes there), or at shutdown: until then messages wait, and nothing is idle
+        self._ready = asyncio.Event()
         self.exit_code = 0  # what `cadenza run` exits with when a frontend asked it to stop
         self._refusal_logged: dict[tuple[str, str], float] = {}
         for name, handler, text in (
@@ -124,7 +127,12 @@ class Bot:
         self._commands[name.lower()] = Command(name.lower(), handler, help, usage)
 
     async def handle(self, message: ChatMessage) -> None:
-        """Everything a frontend receives goes through here. Never raises."""
+        """Everything a frontend receives goes through here. Never raises.
+
+        A message that arrives before startup is over waits for it: the journal must see
+        the previous run's turns, not this one's, when it plans what to resume."""
+        if not self._ready.is_set():
+            await self._ready.wait()
         try:
             await self._handle(message)
         except Exception:
@@ -435,14 +443,20 @@ class Bot:
                      files: tuple[Path, ...] = (), **data: Any) -> None:
         await self.relay.call("on_notice", notice=Notice(chat, text, kind, data, files))
 
+    def mark_ready(self) -> None:
+        """Startup is over: the turns to resume are in their lanes."""
+        self._ready.set()
+
     async def idle(self) -> None:
-        """Wait until no turn runs or waits."""
+        """Wait until startup is over and no turn runs or waits."""
+        await self._ready.wait()
         while busy := [lane.task for lane in self._lanes.values() if lane.busy]:
             await asyncio.gather(*busy, return_exceptions=True)
 
     async def shutdown(self) -> None:
         """Stop taking messages and interrupt running turns; the journal resumes them later."""
         self.accepting = False
+        self._ready.set()
         for waiter in self._slot_waiters:
             if not waiter.done():
                 waiter.set_result(None)  # the lane wakes, sees it must stop, gives it back

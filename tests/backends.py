@@ -46,15 +46,16 @@ class Backend:
         return PostgresStore(self.url) if self.postgres else Store.in_dir(state_dir)
 
     def rows(self, state_dir: Path, sql: str, **params: Any) -> list[dict[str, Any]]:
-        """What a query returns, read straight from the database (SQL both dialects speak)."""
+        """Run ``sql`` (which both dialects speak) straight on the database, commit, and
+        return its rows, if it has any."""
         if self.postgres:
             engine = engine_for(self.url)
         else:
             engine = sqlalchemy.create_engine(f"sqlite:///{state_dir / DB_NAME}")
         try:
-            with engine.connect() as connection:
-                return [dict(row._mapping)
-                        for row in connection.execute(sqlalchemy.text(sql), params)]
+            with engine.begin() as connection:
+                result = connection.execute(sqlalchemy.text(sql), params)
+                return [dict(row._mapping) for row in result] if result.returns_rows else []
         finally:
             engine.dispose()
 

@@ -6,38 +6,38 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
+from backends import Backend
 from conftest import agent_config, gone, read_until, start
 
 BOOT = "[journal]\nboot_id_file = \"{boot}\"\n"
 
 
 @pytest.fixture
-def setup(agent_bin: Path, tmp_path: Path) -> dict:
+def setup(agent_bin: Path, tmp_path: Path, state_backend: Backend) -> dict:
+    """The journal's tests, on each state backend."""
     boot = tmp_path / "boot_id"
     boot.write_text("boot-1\n")
     log = tmp_path / "agent.log"
     env = {"PATH": f"{agent_bin}{os.pathsep}{os.environ['PATH']}", "FAKE_AGENT_LOG": str(log)}
-    return {"env": env, "boot": boot, "log": log, "cwd": tmp_path}
+    return {"env": env, "boot": boot, "log": log, "cwd": tmp_path, "backend": state_backend}
 
 
 def write_config(setup: dict, extra: str = "") -> None:
     text = agent_config("claude").replace("console = false", "console = true")
-    text += BOOT.format(boot=setup["boot"]) + extra
+    text += setup["backend"].toml() + BOOT.format(boot=setup["boot"]) + extra
     (setup["cwd"] / "plugins.toml").write_text(text)
 
 
+def sql(setup: dict, statement: str) -> list[dict]:
+    return setup["backend"].rows(setup["cwd"] / ".cadenza", statement)
+
+
 def turns(setup: dict) -> list[dict]:
-    db = sqlite3.connect(setup["cwd"] / ".cadenza" / "state.db")
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(row) for row in db.execute("SELECT * FROM journal_turns ORDER BY created_at")]
-    finally:
-        db.close()
+    return sql(setup, "SELECT * FROM journal_turns ORDER BY created_at")
 
 
 def agent_calls(setup: dict) -> list[list[str]]:
@@ -144,10 +144,7 @@ def test_max_attempts_stops_a_replay_loop(setup: dict) -> None:
 def test_max_age_reports_old_turns_without_resuming(setup: dict) -> None:
     write_config(setup, "max_age = 0.5\n")
     crash_during(setup, "say old; sleep 30", "old")
-    db = sqlite3.connect(setup["cwd"] / ".cadenza" / "state.db")
-    db.execute("UPDATE journal_turns SET created_at = created_at - 60")
-    db.commit()
-    db.close()
+    sql(setup, "UPDATE journal_turns SET created_at = created_at - 60")
     out = finish(run(setup))
     assert "will not be resumed (it is 1 min old)" in out
     assert len(agent_calls(setup)) == 1
@@ -184,6 +181,8 @@ def test_status_shows_runs_and_turns(setup: dict, run_cli) -> None:
 
 
 def test_damaged_database_is_kept_and_replaced(setup: dict) -> None:
+    if setup["backend"].postgres:
+        pytest.skip("SQLite's file; a PostgreSQL server keeps its own")
     write_config(setup)
     state = setup["cwd"] / ".cadenza"
     state.mkdir()
@@ -220,9 +219,8 @@ def test_kill_9_at_random_points_loses_no_turn(setup: dict) -> None:
         outputs.append(proc.stdout.read() if proc.stdout else "")
         proc = run(setup)
     outputs.append(finish(proc))
-    db = sqlite3.connect(setup["cwd"] / ".cadenza" / "state.db")
-    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    db.close()
+    if not setup["backend"].postgres:
+        assert sql(setup, "PRAGMA integrity_check") == [{"integrity_check": "ok"}]
     rows = turns(setup)
     assert sorted(row["prompt"] for row in rows) == sorted(prompts)
     assert {row["state"] for row in rows} <= {"completed", "abandoned"}
