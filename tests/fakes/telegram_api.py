@@ -1808,21 +1808,28 @@ class FakeTelegramServer:
         return web.Response(body=file.data, content_type="application/octet-stream")
 
     def _edit_message_text(self, params: _Params) -> JSON:
+        return self._edit_content(params, caption=False)
+
+    def _edit_content(self, params: _Params, *, caption: bool) -> JSON:
+        """editMessageText (a text message) or editMessageCaption (a file's caption)."""
         if params.get("inline_message_id") is not None:
             raise bad_request("inline messages are not supported by the fake")
         message = self._bot_message(
             params.chat_id(), params.message_id(), "message to edit not found"
         )
-        if message.is_caption:
-            raise bad_request("there is no text in the message to edit")
-        text, entities = self._formatted(params)
+        if message.is_caption != caption:
+            raise bad_request(f"there is no {'caption' if caption else 'text'} in the message "
+                              "to edit")
+        text, entities = self._caption(params) if caption else self._formatted(params)
         # Telegram drops an inline keyboard that an edit does not repeat.
         markup = self._reply_markup(params)
         if (text, entities, markup) == (message.text, message.entities, message.reply_markup):
             raise bad_request(NOT_MODIFIED)
         self._check_flood(message.chat_id)
         message.text, message.entities, message.reply_markup = text, entities, markup
-        message.source, message.parse_mode = params.text("text") or "", params.text("parse_mode")
+        if not caption:
+            message.source = params.text("text") or ""
+            message.parse_mode = params.text("parse_mode")
         message.history.append(text)
         message.edit_date = int(time.time())
         return self._message_json(message)
@@ -1843,22 +1850,7 @@ class FakeTelegramServer:
         return caption, entities
 
     def _edit_message_caption(self, params: _Params) -> JSON:
-        if params.get("inline_message_id") is not None:
-            raise bad_request("inline messages are not supported by the fake")
-        message = self._bot_message(
-            params.chat_id(), params.message_id(), "message to edit not found"
-        )
-        if not message.is_caption:
-            raise bad_request("there is no caption in the message to edit")
-        caption, entities = self._caption(params)
-        markup = self._reply_markup(params)
-        if (caption, entities, markup) == (message.text, message.entities, message.reply_markup):
-            raise bad_request(NOT_MODIFIED)
-        self._check_flood(message.chat_id)
-        message.text, message.entities, message.reply_markup = caption, entities, markup
-        message.history.append(caption)
-        message.edit_date = int(time.time())
-        return self._message_json(message)
+        return self._edit_content(params, caption=True)
 
     def _edit_message_reply_markup(self, params: _Params) -> JSON:
         if params.get("inline_message_id") is not None:
