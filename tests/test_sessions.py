@@ -5,15 +5,24 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from backends import Backend
 from cadenza.api import ChatRef
 from conftest import CHAT, agent_config, read_until, start
 
 OTHER = ChatRef("test", "chat-2")
+
+
+@pytest.fixture
+def start_app(state_backend: Backend, start_app):
+    """conftest's ``start_app``, on each state backend (set up first: torn down last)."""
+    async def on_backend(toml: str = "", *args: Any, **kwargs: Any) -> Any:
+        return await start_app(toml + state_backend.toml(), *args, **kwargs)
+    return on_backend
 
 
 def texts(h, session: str) -> list[str]:
@@ -121,9 +130,10 @@ async def test_chats_are_isolated(start_app) -> None:
 
 
 @pytest.fixture
-def proc_env(agent_bin: Path, tmp_path: Path) -> dict[str, str]:
+def proc_env(agent_bin: Path, tmp_path: Path, state_backend: Backend) -> dict[str, str]:
     (tmp_path / "plugins.toml").write_text(
-        agent_config("claude").replace("console = false", "console = true"))
+        agent_config("claude").replace("console = false", "console = true")
+        + state_backend.toml())
     return {"PATH": f"{agent_bin}{os.pathsep}{os.environ['PATH']}",
             "FAKE_AGENT_LOG": str(tmp_path / "agent.log")}
 
@@ -132,40 +142,37 @@ def argvs(tmp_path: Path) -> list[list[str]]:
     return [json.loads(line)["argv"] for line in (tmp_path / "agent.log").read_text().splitlines()]
 
 
-def sessions(tmp_path: Path) -> dict[str, dict]:
-    db = sqlite3.connect(tmp_path / ".cadenza" / "state.db")
-    db.row_factory = sqlite3.Row
-    try:
-        return {row["name"]: dict(row) for row in db.execute("SELECT * FROM sessions")}
-    finally:
-        db.close()
+def sessions(tmp_path: Path, backend: Backend) -> dict[str, dict]:
+    return {row["name"]: row
+            for row in backend.rows(tmp_path / ".cadenza", "SELECT * FROM sessions")}
 
 
-def test_kill_9_during_a_session_turn_resumes_it(proc_env, tmp_path: Path) -> None:
+def test_kill_9_during_a_session_turn_resumes_it(proc_env, tmp_path: Path,
+                                                 state_backend: Backend) -> None:
     first = start(["run"], proc_env, tmp_path)
     first.stdin.write("@docs say writing; sleep 1; say written\n")
     first.stdin.flush()
     read_until(first, "writing")
     first.send_signal(signal.SIGKILL)
     first.wait()
-    row = sessions(tmp_path)["docs"]
+    row = sessions(tmp_path, state_backend)["docs"]
     assert row["state"] == "running" and row["agent_session_id"]
 
     second = start(["run"], proc_env, tmp_path)
     out, err = second.communicate(timeout=30)
     assert "[docs] ↻ resuming your interrupted task (attempt 2): say writing" in out, err
     assert "[docs] written" in out
-    row = sessions(tmp_path)["docs"]
+    row = sessions(tmp_path, state_backend)["docs"]
     assert row["state"] == "idle" and row["last_prompt"].startswith("say writing; sleep 1")
     resumed = argvs(tmp_path)[-1]
     assert resumed[resumed.index("--resume") + 1] == row["agent_session_id"]
 
 
-def test_follow_up_after_a_restart_continues_the_conversation(proc_env, tmp_path,
-                                                              run_cli) -> None:
+def test_follow_up_after_a_restart_continues_the_conversation(proc_env, tmp_path, run_cli,
+                                                              state_backend: Backend) -> None:
     first = start(["run"], proc_env, tmp_path)
     first.communicate("@docs say one\n", timeout=30)
-    session_id = sessions(tmp_path)["docs"]["agent_session_id"]
+    session_id = sessions(tmp_path, state_backend)["docs"]["agent_session_id"]
     second = start(["run"], proc_env, tmp_path)
     out, _ = second.communicate("@docs say two\n", timeout=30)
     assert "[docs] two" in out
@@ -176,7 +183,8 @@ def test_follow_up_after_a_restart_continues_the_conversation(proc_env, tmp_path
     assert [(r["chat"], r["name"], r["turns"]) for r in rows] == [("console:local", "docs", 2)]
 
 
-def test_ended_sessions_are_not_resumed(proc_env, tmp_path: Path) -> None:
+def test_ended_sessions_are_not_resumed(proc_env, tmp_path: Path,
+                                        state_backend: Backend) -> None:
     first = start(["run"], proc_env, tmp_path)
     first.stdin.write("@docs say started; sleep 30\n")
     first.stdin.flush()
@@ -188,7 +196,7 @@ def test_ended_sessions_are_not_resumed(proc_env, tmp_path: Path) -> None:
     first.wait()
     out, _ = start(["run"], proc_env, tmp_path).communicate(timeout=30)
     assert "resuming" not in out
-    assert sessions(tmp_path)["docs"]["state"] == "ended"
+    assert sessions(tmp_path, state_backend)["docs"]["state"] == "ended"
 
 
 def test_sessions_listed_with_the_chat(proc_env, tmp_path: Path) -> None:
