@@ -19,6 +19,7 @@ from cadenza.plugins import journal
 from cadenza.state import StateError
 from cadenza.state_config import FIRST_DELAY, MAX_DELAY, StateSettings, with_retries
 from cadenza.state_postgres import PostgresStore, StateUnreachable, postgres_ddl, shown
+from cadenza.testing import CHAT, scripted_agent
 from sqlalchemy import text
 
 
@@ -156,3 +157,18 @@ def test_state_settings(tmp_path: Path) -> None:
     assert (state.postgres, state.name, state.connect_wait) == (True, "gw-1", 60.0)
     path.write_text("")
     assert StateSettings.from_config(Config.load(path)).name == socket.gethostname()
+
+
+async def test_a_third_party_plugins_table_on_each_backend(state_backend: Backend,
+                                                           start_app) -> None:
+    """examples/cadenza-budget, unchanged, keeps its spending on either backend."""
+    pytest.importorskip("cadenza_budget")
+    h = await start_app(f"[plugins]\nconsole = false\nbudget = true\n\n{scripted_agent('claude')}"
+                        f"\n[budget]\ndaily_usd = 5\n{state_backend.toml()}")
+    await h.say("say hi")
+    await h.recorder.finished()
+    await h.recorder.wait_for(lambda: any("$0.0123 of $5.00" in text
+                                          for text in h.recorder.notice_texts()))
+    assert state_backend.rows(h.state_dir, "SELECT chat, spent_micros, turns FROM "
+                              "budget_spending") == [
+        {"chat": CHAT.key, "spent_micros": 12300, "turns": 1}]
