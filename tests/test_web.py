@@ -263,3 +263,17 @@ def test_doctor_says_where_the_page_is_and_how_to_log_in(run_cli, tmp_path):
     done = run_cli("doctor", "--config", str(config))
     assert (f"web: the page will be at http://127.0.0.1:8999/, logging in with the password in "
             f"${PASSWORD_ENV}") in done.stdout
+
+
+async def test_on_loopback_a_request_naming_another_host_is_refused(start_app, page_for):
+    """A DNS-rebinding page reaches 127.0.0.1 under its own name: it gets nothing."""
+    h = await start_app(web_config())
+    page = page_for(h.plugin("web").url)
+    port = page.url.rsplit(":", 1)[1]
+    for path in ("/login", "/static/app.js", "/"):
+        response = await page.session.get(f"{page.url}{path}",
+                                          headers={"Host": f"evil.example:{port}"})
+        assert response.status == 421, path
+    assert (await page.get("/login")).status == 200
+    local = await page.session.get(f"{page.url}/login", headers={"Host": f"localhost:{port}"})
+    assert local.status == 200

@@ -25,7 +25,7 @@ from cadenza.frontends.text import lifecycle_text, recovery_text
 from cadenza.frontends.web.access import LoginLimiter, Logins, Secret, new_token
 from cadenza.frontends.web.board import Board
 from cadenza.frontends.web.server import Server
-from cadenza.frontends.web.settings import FRONTEND, WebConfig
+from cadenza.frontends.web.settings import FRONTEND, WebConfig, loopback
 
 
 class WebFrontend:
@@ -45,7 +45,8 @@ class WebFrontend:
         self.server = Server(self, Secret(self.config.password or self.token or ""),
                              Logins(context.clock, settings.session_hours * 3600),
                              LoginLimiter(context.clock, settings.login_attempts,
-                                          settings.login_window))
+                                          settings.login_window),
+                             loopback_only=loopback(settings.host))
         self.runner: web.AppRunner | None = None
         self.bot: Bot | None = None
         self.url = ""

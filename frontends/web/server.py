@@ -26,6 +26,7 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+LOCAL_NAMES = ("127.0.0.1", "localhost", "::1")  # the Host a browser on this machine sends
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
 # where the gate leaves the request's login (RequestKey: aiohttp 3.12+; AppKey before)
 LOGIN_KEY = getattr(web, "RequestKey", web.AppKey)("login", Login)
@@ -49,9 +50,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Server:
-    def __init__(self, desk: Desk, secret: Secret, logins: Logins,
-                 limiter: LoginLimiter) -> None:
+    def __init__(self, desk: Desk, secret: Secret, logins: Logins, limiter: LoginLimiter,
+                 *, loopback_only: bool) -> None:
         self.desk, self.secret, self.logins, self.limiter = desk, secret, logins, limiter
+        self.loopback_only = loopback_only
         self.static = resources.files("cadenza.frontends.web") / "static"
         self.app = web.Application(middlewares=[self.headers, self.gate])
         self.app.add_routes([
@@ -81,7 +83,10 @@ class Server:
     @web.middleware
     async def gate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """No login: 401 (its body sends a browser to /login). A POST without the login's
-        CSRF token (form field or X-CSRF-Token header): 403."""
+        CSRF token (form field or X-CSRF-Token header): 403. Served on loopback, a request
+        naming another host (a DNS-rebinding page) is refused before anything: 421."""
+        if self.loopback_only and request.url.host not in LOCAL_NAMES:
+            return web.Response(status=421, text="this page answers only as a local address")
         if request.path.startswith(PUBLIC):
             return await handler(request)
         login = self.logins.find(request.cookies.get(COOKIE))
