@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from cadenza.api import ConfigError
+from cadenza.api import ConfigError, hookimpl
 from cadenza.testing import ManualClock
 from conftest import CHAT, StartApp
 
@@ -277,3 +277,20 @@ async def test_on_loopback_a_request_naming_another_host_is_refused(start_app, p
     assert (await page.get("/login")).status == 200
     local = await page.session.get(f"{page.url}/login", headers={"Host": f"localhost:{port}"})
     assert local.status == 200
+
+
+class Failing:
+    @hookimpl
+    def on_stream_event(self, event):
+        raise RuntimeError("boom from a plugin")
+
+
+async def test_the_plugins_view_says_which_plugin_was_switched_off_and_why(start_app,
+                                                                            page_for):
+    h, page = await logged_in(start_app, page_for, web_config("[core]\nmax_failures = 1\n"),
+                              failing=Failing())
+    await h.say("say hi")
+    await h.recorder.finished(1)
+    html = await (await page.get("/plugins")).text()
+    row = re.search(r"<tr><td[^>]*>failing</td>.*?</tr>", html)
+    assert row and "switched off" in row.group(0) and "boom from a plugin" in row.group(0)
