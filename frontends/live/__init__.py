@@ -16,7 +16,9 @@ Modules, one job each:
 - ``ledger``: messages with buttons and live messages on record, for clean-up after a crash;
 - ``engine``: a frontend's outboxes, that clean-up, and delivering what is owed at shutdown;
 - ``notices``: a short new message when a long turn ends or a turn waits for the user;
+- ``holding``: messages held back a moment so that pieces of one thing become one prompt;
 - ``paste``: a long paste split by the chat client merged back into one prompt;
+- ``reachability``: whether the platform answers, so chats catch up at once after an outage;
 - ``frontend``: the rendering hooks (stream events, warnings, lifecycle, recovery, notices).
 """
 

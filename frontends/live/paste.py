@@ -14,12 +14,11 @@ costs no delay.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cadenza.api import ChatMessage
+from cadenza.frontends.live.holding import Holding
 from cadenza.frontends.live.split import UTF16, Units
 
 if TYPE_CHECKING:  # internal types; plugins use cadenza.api at run time
@@ -29,18 +28,12 @@ WINDOW = 1.0  # seconds the next piece of a paste may take to arrive
 NEAR = 0.9  # of the platform's message limit: a message this long may be a piece of a paste
 
 
-@dataclass(eq=False)
-class _Held:
-    parts: list[ChatMessage]
-    deadline: float
-    task: asyncio.Task[None] | None = field(default=None, repr=False)
-
-    def merged(self) -> ChatMessage:
-        first = self.parts[0]
-        if len(self.parts) == 1:
-            return first
-        return ChatMessage(first.chat, first.user_id, "".join(p.text for p in self.parts),
-                           user_name=first.user_name, message_id=first.message_id)
+def _joined(parts: list[ChatMessage]) -> ChatMessage:
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+    return ChatMessage(first.chat, first.user_id, "".join(p.text for p in parts),
+                       user_name=first.user_name, message_id=first.message_id)
 
 
 class Pastes:
@@ -50,13 +43,10 @@ class Pastes:
     def __init__(self, clock: Clock, message_length: int, deliver: Callable[[ChatMessage], None],
                  *, units: Units = UTF16, enabled: bool = True, window: float = WINDOW,
                  near: float = NEAR) -> None:
-        self.clock = clock
-        self.deliver = deliver
         self.units = units
         self.enabled = enabled
-        self.window = window
         self.threshold = near * message_length
-        self._held: dict[tuple[str, str], _Held] = {}  # (chat key, user id), oldest first
+        self._held = Holding(clock, window, _joined, deliver)  # by (chat key, user id)
 
     def near_limit(self, typed: str) -> bool:
         return self.enabled and self.units.length(typed) >= self.threshold
@@ -67,15 +57,7 @@ class Pastes:
         itself, after ``flush``ing the chat."""
         if not self.near_limit(typed):
             return False
-        key = (message.chat.key, message.user_id)
-        deadline = self.clock.monotonic() + self.window
-        held = self._held.get(key)
-        if held is None:
-            held = self._held[key] = _Held([message], deadline)
-            held.task = asyncio.ensure_future(self._expire(key, held))
-        else:
-            held.parts.append(message)
-            held.deadline = deadline
+        self._held.add((message.chat.key, message.user_id), message)
         return True
 
     def continues(self, chat_key: str, user_id: str, typed: str) -> bool:
@@ -85,25 +67,10 @@ class Pastes:
 
     def flush(self, chat_key: str) -> None:
         """Hand on, in order, everything held in this chat."""
-        for key in [key for key in self._held if key[0] == chat_key]:
-            self._release(key)
+        self._held.flush(chat_key)
 
     def flush_all(self) -> None:
-        for key in list(self._held):
-            self._release(key)
+        self._held.flush_all()
 
     def holding(self) -> int:
         return len(self._held)
-
-    async def _expire(self, key: tuple[str, str], held: _Held) -> None:
-        while (wait := held.deadline - self.clock.monotonic()) > 0:
-            await self.clock.sleep(wait)
-        if self._held.get(key) is held:
-            held.task = None  # this task is ending: nothing to cancel
-            self._release(key)
-
-    def _release(self, key: tuple[str, str]) -> None:
-        held = self._held.pop(key)
-        if held.task is not None:
-            held.task.cancel()
-        self.deliver(held.merged())

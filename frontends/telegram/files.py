@@ -12,16 +12,16 @@ one message with all the attachments (the caption is on one of them).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiohttp import ClientError, ClientResponseError
 from cadenza.api import Attachment, ChatMessage
+from cadenza.frontends.live.holding import Holding
 
 if TYPE_CHECKING:  # internal types; plugins use cadenza.api at run time
     from aiogram import Bot as Client
@@ -99,17 +99,10 @@ def _mb(size: int) -> str:
     return f"{size / (1024 * 1024):.0f} MB"
 
 
-@dataclass(eq=False)
-class _Album:
-    parts: list[ChatMessage]
-    deadline: float
-    task: asyncio.Task[None] | None = field(default=None, repr=False)
-
-    def merged(self) -> ChatMessage:
-        first = self.parts[0]
-        text = "\n\n".join(part.text for part in self.parts if part.text.strip())
-        files = tuple(file for part in self.parts for file in part.attachments)
-        return replace(first, text=text, attachments=files)
+def _album(parts: list[ChatMessage]) -> ChatMessage:
+    text = "\n\n".join(part.text for part in parts if part.text.strip())
+    return replace(parts[0], text=text, attachments=tuple(
+        file for part in parts for file in part.attachments))
 
 
 class Albums:
@@ -118,21 +111,10 @@ class Albums:
 
     def __init__(self, clock: Clock, deliver: Callable[[ChatMessage], None], *,
                  window: float = ALBUM_WINDOW) -> None:
-        self.clock = clock
-        self.deliver = deliver
-        self.window = window
-        self._held: dict[tuple[str, str, str], _Album] = {}
+        self._held = Holding(clock, window, _album, deliver)
 
     def add(self, album: str, message: ChatMessage) -> None:
-        key = (message.chat.key, message.user_id, album)
-        deadline = self.clock.monotonic() + self.window
-        held = self._held.get(key)
-        if held is None:
-            held = self._held[key] = _Album([message], deadline)
-            held.task = asyncio.ensure_future(self._expire(key, held))
-        else:
-            held.parts.append(message)
-            held.deadline = deadline
+        self._held.add((message.chat.key, message.user_id, album), message)
 
     def continues(self, chat_key: str, user_id: str, album: str | None) -> bool:
         """Whether a message that would not count on its own (in a group: not addressed to
@@ -141,22 +123,7 @@ class Albums:
 
     def flush(self, chat_key: str) -> None:
         """Hand on, in order, every album held in this chat."""
-        for key in [key for key in self._held if key[0] == chat_key]:
-            self._release(key)
+        self._held.flush(chat_key)
 
     def flush_all(self) -> None:
-        for key in list(self._held):
-            self._release(key)
-
-    async def _expire(self, key: tuple[str, str, str], held: _Album) -> None:
-        while (wait := held.deadline - self.clock.monotonic()) > 0:
-            await self.clock.sleep(wait)
-        if self._held.get(key) is held:
-            held.task = None  # this task is ending: nothing to cancel
-            self._release(key)
-
-    def _release(self, key: tuple[str, str, str]) -> None:
-        held = self._held.pop(key)
-        if held.task is not None:
-            held.task.cancel()
-        self.deliver(held.merged())
+        self._held.flush_all()
