@@ -39,6 +39,7 @@ from cadenza.api import (
     duration,
     hookimpl,
 )
+from cadenza.plugins.approvals_codex import WriteAccessOffers
 from cadenza.plugins.approvals_store import (
     ASKED,
     FORGET,
@@ -107,6 +108,7 @@ class ApprovalsPlugin:
         self.queues: dict[str, asyncio.Queue[StreamEvent | None]] = {}  # by turn id
         self.pending: dict[str, Pending] = {}  # by key, oldest first
         self.lapsed: list[dict[str, Any]] = []  # left open by the previous run
+        self.write_access = WriteAccessOffers(context.config)  # Codex: never asks
 
     @property
     def on(self) -> bool:
@@ -139,6 +141,9 @@ class ApprovalsPlugin:
                       "'conversation': also its like until /new")
         register("deny", self.cmd_deny, usage="[KEY] [reason]",
                  help="refuse what the agent asks; the reason is passed on to it")
+        if self.on:
+            register("writable", self.write_access.cmd_writable, usage="KEY",
+                     help="run a read-only Codex turn again with write access")
 
     # --- the agent's options --------------------------------------------------------------
 
@@ -160,6 +165,8 @@ class ApprovalsPlugin:
     @hookimpl
     def on_stream_event(self, event: StreamEvent) -> None:
         turn_id = event.turn.id
+        if event.terminal and self.on and self.bot and self.write_access.wanted(event):
+            self.context.spawn(self.write_access.offer(self.bot, event), "write access offer")
         if event.kind == api.APPROVAL and self.on:
             queue = self.queues.get(turn_id)
             if queue is None:

@@ -337,3 +337,26 @@ def test_approve_typed_on_the_console(tmp_path: Path) -> None:
         if proc.stdin is not None:
             proc.stdin.close()
         proc.wait(timeout=20)
+
+
+async def test_a_read_only_codex_turn_is_offered_a_run_with_write_access(
+        start_app, agent_log) -> None:
+    h = await start_app(agent_config("codex", '\n[approvals]\nmode = "chat"\n'))
+    await h.say("say I could not write that")
+    (first,) = await h.recorder.finished()
+    offer = (await asked(h)).data
+    key = offer["ask"]
+    assert offer["buttons"] == [("✍ Run with write access", f"/writable {key}")]
+    await h.say(f"/writable {key}")
+    _, again = await h.recorder.finished(2)
+    assert again.turn.options["sandbox"] == "workspace-write"
+    assert again.turn.prompt.endswith("say I could not write that")
+    first_argv, again_argv = (run["argv"] for run in runs(agent_log))
+    thread = first.data["agent_session_id"]
+    assert again_argv[-5:] == ["-s", "workspace-write", "resume", thread, "-"]
+    assert "-s" not in first_argv
+    assert answers(h)[0].data["answered"] == key
+    assert len(questions(h)) == 1  # the run with write access earns no new offer
+    await h.say(f"/writable {key}")  # once only
+    await h.recorder.wait_for(lambda: any("Nothing to run again" in t
+                                          for t in h.recorder.notice_texts()))

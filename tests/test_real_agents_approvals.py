@@ -202,3 +202,26 @@ def test_a_crash_while_a_request_is_open_answers_nothing_and_asks_again(claude) 
     assert outside.exists(), second.transcript()
     assert second.close() == 0, second.transcript()
     no_remote_requests(setup)
+
+
+@pytest.mark.parametrize("rig", ["codex"], indirect=True)
+def test_codex_read_only_then_run_again_with_write_access(rig: Rig) -> None:  # noqa: F811
+    rig.config.write_text(
+        '[plugins]\nconsole = true\n\n'
+        f'[agent]\ndefault = "codex"\nworkdir = {json.dumps(str(rig.project))}\n\n'
+        f'[agent.codex]\nbinary = {json.dumps(str(rig.binary))}\n'
+        f'args = {json.dumps(rig.agent_args())}\n'
+        f'env = {_inline_table(rig.agent_env())}\n\n[approvals]\nmode = "chat"\n')
+    inside = rig.project / "written"
+    run = rig.start()
+    since = run.send(f"tool touch {inside}; say tried")
+    line = run.line_with("/writable ", since=since)
+    assert not inside.exists()  # the read-only sandbox refused it
+    key = line.split("/writable ", 1)[1].split()[0]
+    since = run.send(f"/writable {key}")
+    run.read_until("✅ done", since=since, timeout=60)
+    assert inside.exists(), run.transcript()
+    resumed = [argv for argv in run.argvs if "resume" in argv]
+    assert resumed and all("workspace-write" in argv for argv in resumed), run.transcript()
+    assert run.close() == 0, run.transcript()
+    no_remote_requests(rig)
