@@ -170,7 +170,8 @@ def test_no_answer_is_denied_and_the_wait_costs_the_turn_nothing(claude) -> None
     assert not outside.exists()
     assert "⌛ denied: no answer from the user within 5 s" in out
     assert "went on" in out, run.transcript()
-    assert "left (running" not in run.out[asked:], run.transcript()  # no warning meanwhile
+    waiting = run.out[asked:run.out.index("⌛ denied", asked)]
+    assert "left (running" not in waiting, run.transcript()  # no warning while it waited
     assert run.close() == 0, run.transcript()
     no_remote_requests(setup)
 
