@@ -236,9 +236,9 @@ class Store:
     # --- running statements -------------------------------------------------------------
     # SQLite runs every statement inline, on the event loop where the async methods are
     # awaited: a write at a turn boundary takes tens of µs, less than a hop to a worker thread
-    # and back would cost, and one connection serialises them anyway. A PostgreSQL store
-    # (asyncpg through SQLAlchemy's async engine) is this class with ``_run``, the async
-    # methods and ``transaction`` awaiting its driver instead; plugins do not change.
+    # and back would cost, and one connection serialises them anyway. The PostgreSQL store
+    # (``state_postgres``) overrides ``_await`` to run them on a worker thread instead, and
+    # ``_begin``/``_end``/``_lock_schema``/``_ddl``; plugins do not change.
 
     def _run(self, statement: sqlalchemy.Executable, params: Params = None) -> Any:
         """The one place a statement meets the database."""
