@@ -17,16 +17,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import sqlalchemy
-from cadenza.state import _SCHEMA_VERSIONS_DDL, StateError, Store
+from cadenza.state import _SCHEMA_VERSIONS_DDL, Params, StateError, Store
 from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
+
+log = logging.getLogger("cadenza.state")
 
 DRIVER = "postgresql+psycopg"
 CONNECT_TIMEOUT = 10  # seconds for one attempt to reach the server
@@ -115,13 +118,10 @@ class PostgresStore(Store):
         self.where = shown(url)
         self.path = None  # type: ignore[assignment]
         self.reset_note = None
+        self._readonly = readonly
+        self._in_transaction = False
         self._engine = engine_for(url)
-        self._connection = connect(self._engine, url).execution_options(
-            isolation_level="AUTOCOMMIT",  # transactions are ours: BEGIN … COMMIT
-            preserve_rowcount=True)  # execute returns the rows an INSERT wrote, as on SQLite
-        if readonly:
-            self._connection.exec_driver_sql("SET SESSION CHARACTERISTICS AS TRANSACTION "
-                                             "READ ONLY")
+        self._connection = self._connect()
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="cadenza-state")
         self._init_common(postgresql_dialect.insert)
         if not readonly:
@@ -129,13 +129,46 @@ class PostgresStore(Store):
                 self._lock_schema()
                 self._connection.exec_driver_sql(_SCHEMA_VERSIONS_DDL)
 
+    def _connect(self) -> sqlalchemy.Connection:
+        connection = connect(self._engine, self.url).execution_options(
+            isolation_level="AUTOCOMMIT",  # transactions are ours: BEGIN … COMMIT
+            preserve_rowcount=True)  # execute returns the rows an INSERT wrote, as on SQLite
+        if self._readonly:
+            connection.exec_driver_sql("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        return connection
+
+    def _revive(self) -> None:
+        """A connection lost (a server restart, a failover, a killed session) fails the
+        statement that met the loss, and its transaction; the next statement gets a new one
+        (``StateUnreachable`` while the server is still away)."""
+        if self._connection.invalidated:
+            if self._in_transaction:  # its statements must not go on outside it
+                raise StateError(f"the connection to the state store {self.where} was lost; "
+                                 "the transaction was rolled back")
+            with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+                self._connection.close()
+            self._connection = self._connect()
+            log.warning("reconnected to the state store %s", self.where)
+
+    def _run(self, statement: sqlalchemy.Executable, params: Params = None) -> Any:
+        self._revive()
+        return super()._run(statement, params)
+
     async def _await(self, work: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
 
     def _begin(self) -> None:
+        self._revive()
         self._connection.exec_driver_sql("BEGIN")
+        self._in_transaction = True
 
     def _end(self, how: str) -> None:
+        self._in_transaction = False
+        if self._connection.invalidated:  # the server ended the transaction with the session
+            if how == "COMMIT":
+                raise StateError(f"the connection to the state store {self.where} was lost; "
+                                 "the transaction was not committed")
+            return
         self._connection.exec_driver_sql(how)
 
     def _lock_schema(self) -> None:

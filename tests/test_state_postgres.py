@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 from backends import Backend
 from cadenza.cli import state_store_check
 from cadenza.config import Config, ConfigError
@@ -172,3 +173,36 @@ async def test_a_third_party_plugins_table_on_each_backend(state_backend: Backen
     assert state_backend.rows(h.state_dir, "SELECT chat, spent_micros, turns FROM "
                               "budget_spending") == [
         {"chat": CHAT.key, "spent_micros": 12300, "turns": 1}]
+
+
+async def test_a_lost_connection_fails_its_statement_and_the_next_reconnects(
+        tmp_path: Path, state_backend: Backend) -> None:
+    """A server restart or failover: the statement (and the transaction) that met the loss
+    fail, nothing of the transaction is kept, and the store goes on with a new connection."""
+    if not state_backend.postgres:
+        pytest.skip("SQLite's file cannot be lost")
+    store = state_backend.open(tmp_path)
+    killer = state_backend.open(tmp_path)
+    try:
+        store.migrate("lost", ["CREATE TABLE lost (x INTEGER)"])
+        insert = text("INSERT INTO lost (x) VALUES (:x)")
+
+        def kill() -> None:
+            pid = store.fetch_sync(text("SELECT pg_backend_pid() AS pid"))[0]["pid"]
+            killer.execute_sync(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+        kill()
+        with pytest.raises(sqlalchemy.exc.OperationalError):
+            await store.execute(insert, {"x": 1})
+        assert await store.execute(insert, {"x": 2}) == 1  # a new connection
+        with pytest.raises(StateError, match="was lost; the transaction was rolled back"):
+            async with store.transaction():
+                await store.execute(insert, {"x": 3})
+                kill()
+                with pytest.raises(sqlalchemy.exc.OperationalError):
+                    await store.execute(insert, {"x": 4})
+                await store.execute(insert, {"x": 5})  # refused: not outside the transaction
+        assert await store.fetch(text("SELECT x FROM lost")) == [{"x": 2}]
+    finally:
+        killer.close()
+        store.close()
