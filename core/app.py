@@ -28,6 +28,7 @@ from sqlalchemy import Column, Float, MetaData, Table, Text, delete
 
 log = logging.getLogger("cadenza")
 
+LOCK_CHECK_EVERY = 15.0  # seconds between checks that a PostgreSQL advisory lock is still ours
 KEEP_OUTPUTS = 7 * 86400.0  # seconds a whole answer sent as a file is kept
 CHECKPOINT_EVERY = 30.0  # seconds between WAL checkpoints, run in a worker thread
 HEALTH_STEPS = ["CREATE TABLE plugin_health (name TEXT PRIMARY KEY, problem TEXT, at REAL)"]
@@ -117,6 +118,7 @@ class App:
         self.loader: PluginLoader | None = None
         self.bot: Bot | None = None
         self._maintenance: asyncio.Task[None] | None = None
+        self._lock_watch: asyncio.Task[None] | None = None
 
     def add_plugin(self, name: str, plugin: object) -> None:
         self.extra_plugins[name] = plugin
@@ -189,6 +191,8 @@ class App:
         bot, self.bot = self.bot, None
         if self._maintenance is not None:
             self._maintenance.cancel()
+        if self._lock_watch is not None:
+            self._lock_watch.cancel()
         if bot is not None and self.relay is not None:
             await bot.shutdown()
             await self.relay.settle()
@@ -206,8 +210,20 @@ class App:
         return await with_retries(lambda: AdvisoryLock(self.state.url, self.state.name),
                                   self.clock, self.state.connect_wait)
 
+    async def _watch_lock(self, lock: AdvisoryLock, bot: Bot) -> None:
+        """Fail closed: a process whose name another one took over (after the server lost
+        this one's session) stops."""
+        while True:
+            await self.clock.sleep(LOCK_CHECK_EVERY)
+            held = await asyncio.to_thread(lock.check)
+            if held is False:
+                log.error("another Cadenza named %r took the lock on the state store while "
+                          "this one had lost its connection: stopping", lock.name)
+                bot.request_stop(1)
+                return
+
     async def run(self) -> int:
-        with await self.lock():
+        with await self.lock() as lock:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -215,6 +231,8 @@ class App:
             loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
             try:
                 bot = await self.start()
+                if isinstance(lock, AdvisoryLock):
+                    self._lock_watch = asyncio.ensure_future(self._watch_lock(lock, bot))
                 signalled = asyncio.ensure_future(stop.wait())
                 finished = asyncio.ensure_future(bot.stop_requested())
                 await asyncio.wait({signalled, finished}, return_when=asyncio.FIRST_COMPLETED)

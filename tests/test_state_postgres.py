@@ -148,6 +148,31 @@ def test_one_process_per_name_many_names_at_once(state_backend: Backend) -> None
         pass
 
 
+def test_a_lock_whose_session_was_lost_is_taken_again_unless_another_took_it(
+        tmp_path: Path, state_backend: Backend) -> None:
+    if not state_backend.postgres:
+        pytest.skip("the advisory lock is PostgreSQL's")
+    name = state_backend.process_name
+    admin = state_backend.open(tmp_path)
+    end_sessions = text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                        "application_name LIKE :me")
+
+    def lose_session() -> None:
+        admin.execute_sync(end_sessions, {"me": f"cadenza {name} (%"})
+
+    lock = AdvisoryLock(state_backend.url, name)
+    try:
+        assert lock.check() is True
+        lose_session()
+        assert lock.check() is True  # taken again on a new session
+        lose_session()
+        with AdvisoryLock(state_backend.url, name):  # another process of the name was quicker
+            assert lock.check() is False
+    finally:
+        lock.release()
+        admin.close()
+
+
 def test_state_settings(tmp_path: Path) -> None:
     path = tmp_path / "plugins.toml"
     path.write_text("[state]\nurl = \"mysql://x\"\n")
