@@ -111,8 +111,13 @@ class AppFactory:
                     "class taking a PluginContext loads from its entry point: install its "
                     f"distribution and switch it on in the toml ([plugins] {name} = true)")
         if toml is not None:
-            self.config_path.write_text(kit_config(toml), encoding="utf-8")
-        app = App(Config.load(self.config_path), self.state_dir, clock)
+            self.config_path.write_text(with_agent(toml), encoding="utf-8")
+        config = Config.load(self.config_path)
+        switched = config.data.setdefault("plugins", {})
+        if isinstance(switched, dict):  # in memory: the file's line numbers stay the test's
+            for name in KIT_OFF:
+                switched.setdefault(name, False)
+        app = App(config, self.state_dir, clock)
         frontend = self.frontend()
         app.add_plugin(RECORDING, frontend)
         for name, plugin in plugins.items():
@@ -145,9 +150,9 @@ KIT_OFF = ("console", "files")
 
 
 def kit_config(toml: str) -> str:
-    """``toml`` as a test runs it: ``KIT_OFF`` off unless it says otherwise, and the scripted
-    claude as the agent when it has no ``[agent]`` table, so that no test reaches a real agent
-    by accident."""
+    """``toml`` as a test's ``cadenza run`` process reads it: ``KIT_OFF`` off unless it says
+    otherwise (written into its ``[plugins]`` table), and ``with_agent``. In-process,
+    ``cadenza_app`` switches them off in memory instead, so that lines keep their numbers."""
     data = tomllib.loads(toml)
     off = "".join(f"{name} = false\n" for name in KIT_OFF if name not in data.get("plugins", {}))
     if off:
@@ -157,7 +162,13 @@ def kit_config(toml: str) -> str:
             toml = f"{toml[:header.end()]}{newline}{off}{toml[header.end():]}"
         elif "plugins" not in data:
             toml = _append(toml, f"[plugins]\n{off}")
-    if "agent" not in data:
+    return with_agent(toml)
+
+
+def with_agent(toml: str) -> str:
+    """``toml`` with the scripted claude as the agent when it has no ``[agent]`` table (added
+    at the end), so that no test reaches a real agent by accident."""
+    if "agent" not in tomllib.loads(toml):
         toml = _append(toml, scripted_agent())
     return toml
 
