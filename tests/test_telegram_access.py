@@ -191,15 +191,15 @@ async def test_state_follows_the_chats_active_now_not_every_chat_ever_seen(
     connection = plugin.connection
     await eventually(lambda: connection.inbound)
     most = 0
-    for wave in range(100):  # 10,000 chats, each told something once, 100 at a time
+    for wave in range(30):  # 3,000 chats, each told something once, 100 at a time
         chats = range(1_000_000 + wave * 100, 1_000_000 + (wave + 1) * 100)
         for chat in chats:
             await h.app.relay.call("on_notice", notice=Notice(
                 ChatRef("telegram", str(chat)), f"hello {chat}"))
         most = max(most, len(connection.outboxes))
         await server.wait_for(lambda chats=chats: all(server.bot_messages(c) for c in chats), 15)
-    assert len(server.calls_to("sendMessage")) == 10_000
-    assert most <= 1_000 and len(connection.outboxes) <= 1_000
+    assert len(server.calls_to("sendMessage")) == 3_000
+    assert most <= 1_000 and len(connection.outboxes) <= 1_000  # not one per chat ever seen
     assert not connection.inbound.lanes._tasks and not plugin.turns
 
 
