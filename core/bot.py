@@ -171,6 +171,8 @@ class Bot:
             # "@NAME PROMPT" is the short form of "/session NAME PROMPT"
             await self._run_command(message, "session", text[1:])
             return
+        if await self.relay.first("take_prompt", message=message) is True:
+            return  # a plugin joined it to something (a caption for files sent just before)
         await self.submit(message.chat, message.text, user_id=message.user_id)
 
     def _refused(self, message: ChatMessage, why: str) -> None:

@@ -123,6 +123,14 @@ def on_attachments(message: ChatMessage) -> bool | None:
 
 
 @hookspec(firstresult=True)
+def take_prompt(message: ChatMessage) -> bool | None:
+    """A person's prompt (an allowed message that is not a command) is about to be run:
+    return True to take it instead, because it belongs to something the plugin holds, such
+    as files sent without a caption that wait for what to do with them. Stops at the first
+    True; when none, or the one that answers fails, the prompt runs as usual."""
+
+
+@hookspec(firstresult=True)
 def authorize(chat: ChatRef, user_id: str) -> bool | None:
     """May ``user_id`` run turns in ``chat`` now? The frontend owning ``chat`` answers True or
     False; every other plugin returns None.

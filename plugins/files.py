@@ -2,7 +2,8 @@
 
 In: the files of an allowed message are checked against the size limits (before and after
 the download), fetched into ``<workdir>/.cadenza-inbox/<turn>/`` under cleaned names and named
-in the prompt of the turn they start (the caption, or "Look at the attached file(s).").
+in the prompt of the turn they start: their caption; without one, the person's next prompt
+(``take_prompt``), or "Look at the attached file(s)." after ``wait`` seconds.
 Out: the agent leaves files for the user in ``<workdir>/.cadenza-outbox/`` (the preamble of a
 new conversation says so); at the end of each turn every new regular file there is moved to
 ``.cadenza-outbox/sent/<turn>/`` and sent to the turn's chat. ``/get PATH`` sends a file of
@@ -11,6 +12,7 @@ the working directory.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -60,10 +62,28 @@ class FilesSettings:
     max_bytes: int = field(default=20 * MB, metadata={"minimum": 1})  # one file, each way
     max_turn_bytes: int = field(default=50 * MB, metadata={"minimum": 1})  # one message's files
     keep_days: float = field(default=7, metadata={"minimum": 0})  # inbox folders, sent files
+    wait: float = field(default=60, metadata={"minimum": 0})  # for a caption-less file's prompt
 
 
 class Refused(Exception):
     """A reason the chat is told, nothing kept."""
+
+
+@dataclass(eq=False)
+class Batch:
+    """Files of one person in one chat on their way into one turn."""
+
+    chat: ChatRef
+    user_id: str
+    turn_id: str
+    folder: Path | None = None
+    lines: list[str] = field(default_factory=list)  # one per file that arrived
+    taken: set[str] = field(default_factory=set)  # file names used in the folder
+    downloading: int = 0
+    caption: str | None = None  # what to do with them, once known
+    due: bool = False  # waited long enough for a caption
+    dropped: bool = False  # one of its messages was refused: nothing of it runs
+    timer: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 class FilesPlugin:
@@ -75,6 +95,7 @@ class FilesPlugin:
         self.log = context.log
         self.bot: Bot | None = None
         self.workdir: Path | None = None
+        self.waiting: dict[tuple[str, str], Batch] = {}  # files without a caption, by person
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -124,34 +145,94 @@ class FilesPlugin:
     def on_attachments(self, message: ChatMessage) -> bool | None:
         if self.bot is None or self.workdir is None:
             return None
+        key = (message.chat.key, message.user_id)
+        batch = self.waiting.get(key)  # files sent before without a caption: this joins them
+        if batch is None:
+            batch = Batch(message.chat, message.user_id, uuid.uuid4().hex[:12],
+                          due=self.settings.wait <= 0)
+            if not message.text.strip() and not batch.due:
+                self.waiting[key] = batch
+                batch.timer = self.context.spawn(self._wait(key, batch), "files-wait")
+        if message.text.strip():
+            batch.caption = message.text
+        batch.downloading += 1
         # downloads take longer than a hook may: the chat hears from the task
-        self.context.spawn(self._take(self.bot, message), "attachments")
+        self.context.spawn(self._take(self.bot, message, batch), "attachments")
         return True
 
-    async def _take(self, bot: Bot, message: ChatMessage) -> None:
-        turn_id = uuid.uuid4().hex[:12]
-        folder: Path | None = None
+    @hookimpl
+    async def take_prompt(self, message: ChatMessage) -> bool | None:
+        """The next prompt of someone whose files wait for a caption is that caption."""
+        batch = self.waiting.get((message.chat.key, message.user_id))
+        if batch is None or self.bot is None:
+            return None
+        batch.caption = message.text if batch.caption is None else (
+            f"{batch.caption}\n\n{message.text}")
+        await self._submit_when_ready(self.bot, batch)
+        return True
+
+    async def _wait(self, key: tuple[str, str], batch: Batch) -> None:
+        await self.clock.sleep(self.settings.wait)
+        batch.due = True
+        if self.bot is not None and self.waiting.get(key) is batch:
+            await self._submit_when_ready(self.bot, batch)
+
+    async def _take(self, bot: Bot, message: ChatMessage, batch: Batch) -> None:
         try:
-            self._check_announced(message.attachments)
-            folder = self._turn_folder(turn_id)
-            taken: set[str] = set()
-            lines = [await self._fetch(item, folder, taken) for item in message.attachments]
-            self._check_total(folder)
-        except Refused as refusal:
-            _remove(folder)
-            await bot.notify(message.chat, f"📎 {refusal} Nothing was saved.", kind="error")
+            try:
+                self._check_announced(message.attachments)
+                folder = batch.folder = batch.folder or self._turn_folder(batch.turn_id)
+                lines = [await self._fetch(item, folder, batch.taken)
+                         for item in message.attachments]
+                self._check_total(folder)
+            except Refused as refusal:
+                await bot.notify(message.chat, f"📎 {refusal} Nothing was saved.",
+                                 kind="error")
+                self._drop(batch)
+                return
+            except Exception as exc:
+                self.log.warning("files from %s not taken: %s", message.chat.key, exc)
+                await bot.notify(message.chat, "📎 The files could not be downloaded "
+                                 f"({type(exc).__name__}); send them again.", kind="error")
+                self._drop(batch)
+                return
+            if batch.dropped:  # another message of it was refused meanwhile
+                _remove(batch.folder)
+                return
+            batch.lines.extend(lines)
+        finally:
+            batch.downloading -= 1
+        if batch.caption is None and not batch.due:
+            await bot.notify(message.chat, "📎 Got it. Say what the agent should do with it; "
+                             f"in {self.settings.wait:g} s it starts with “{NO_CAPTION}”")
+        await self._submit_when_ready(bot, batch)
+
+    async def _submit_when_ready(self, bot: Bot, batch: Batch) -> None:
+        """Start the batch's turn once its files are in and what to do with them is known
+        (or was waited for long enough)."""
+        if batch.dropped or batch.downloading or (batch.caption is None and not batch.due):
             return
-        except Exception as exc:
-            _remove(folder)
-            self.log.warning("files from %s not taken: %s", message.chat.key, exc)
-            await bot.notify(message.chat, "📎 The files could not be downloaded "
-                             f"({type(exc).__name__}); send them again.", kind="error")
+        self._forget(batch)
+        if not batch.lines:  # every file was refused: the chat was told why
+            _remove(batch.folder)
             return
-        caption = message.text.strip() or NO_CAPTION
-        prompt = "\n".join(lines) + "\n\n" + caption
-        turn = await bot.submit(message.chat, prompt, user_id=message.user_id, turn_id=turn_id)
+        prompt = "\n".join(batch.lines) + "\n\n" + (batch.caption or NO_CAPTION).strip()
+        turn = await bot.submit(batch.chat, prompt, user_id=batch.user_id,
+                                turn_id=batch.turn_id)
         if turn is None:  # the chat's queue is full (it was told)
-            _remove(folder)
+            _remove(batch.folder)
+
+    def _drop(self, batch: Batch) -> None:
+        """A message of the batch was refused: nothing of it runs."""
+        self._forget(batch)
+        _remove(batch.folder)
+        batch.dropped = True
+
+    def _forget(self, batch: Batch) -> None:
+        if self.waiting.get((batch.chat.key, batch.user_id)) is batch:
+            del self.waiting[(batch.chat.key, batch.user_id)]
+        if batch.timer is not None and batch.timer is not asyncio.current_task():
+            batch.timer.cancel()
 
     def _check_announced(self, items: tuple[Attachment, ...]) -> None:
         limit = self.settings.max_bytes

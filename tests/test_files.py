@@ -73,14 +73,33 @@ async def test_an_attachment_is_saved_in_its_turn_folder_and_named_in_the_prompt
 
 async def test_files_without_a_caption_are_looked_at_and_an_album_is_one_turn(
         start_app) -> None:
-    h = await start_app(files_config())
+    h = await start_app(files_config("[files]\nwait = 0.2"))
     await send(h, attachment("log.txt", b"x" * 3000, mime="text/plain"),
                attachment("log.txt", b"second"))
-    (end,) = await h.recorder.finished()
+    (end,) = await h.recorder.finished()  # nobody said what to do: after ``wait``
     folder = f".cadenza-inbox/{end.turn.id}"
     assert end.turn.prompt == (
         f"The user attached `log.txt` (text/plain, 2.9 KB) at {folder}/log.txt.\n"
         f"The user attached `log-2.txt` (6 bytes) at {folder}/log-2.txt.\n\n{NO_CAPTION}")
+
+
+async def test_the_next_prompt_after_files_without_a_caption_is_their_caption(
+        start_app) -> None:
+    h = await start_app(files_config())  # wait: 60 s
+    await send(h, attachment("shot.png", png(10, 10), mime="image/png"))
+    await send(h, attachment("trace.txt", b"boom"))
+    await h.recorder.wait_for(lambda: [n for n in h.recorder.notices if "Got it" in n.text])
+    await h.say("/status")  # a command is not a caption
+    await h.say("why does it crash?")
+    (end,) = await h.recorder.finished()
+    folder = f".cadenza-inbox/{end.turn.id}"
+    assert end.turn.prompt == (
+        f"The user attached `shot.png` (10×10 PNG image, 69 bytes) at {folder}/shot.png.\n"
+        f"The user attached `trace.txt` (4 bytes) at {folder}/trace.txt.\n\n"
+        "why does it crash?")
+    await h.say("say and then")  # the files are taken: the next prompt is a turn of its own
+    _, after = await h.recorder.finished(2)
+    assert after.turn.prompt == "say and then"
 
 
 async def test_oversized_files_are_refused_before_the_download_with_nothing_written(

@@ -168,6 +168,29 @@ async def test_hook_on_attachments(start_app) -> None:
     assert h.recorder.events == []  # the plugin decides whether a turn runs
 
 
+async def test_hook_take_prompt(start_app) -> None:
+    class Taker:
+        def __init__(self) -> None:
+            self.taken: list[str] = []
+
+        @hookimpl
+        def take_prompt(self, message):
+            if message.text == "mine":
+                self.taken.append(message.text)
+                return True
+            if message.text == "boom":
+                raise RuntimeError("a bug in the plugin")
+            return None
+
+    taker = Taker()
+    h = await start_app(agent_config("claude"), taker=taker)
+    await h.say("mine")
+    await h.say("/status")  # commands never reach it
+    await h.say("boom")  # the plugin fails: the prompt runs as usual
+    (end,) = await h.recorder.finished()
+    assert taker.taken == ["mine"] and end.turn.prompt == "boom"
+
+
 async def test_hook_prompt_preamble(start_app) -> None:
     class Preamble:
         @hookimpl
