@@ -69,6 +69,7 @@ class Pacing:
         self.edit_interval = limits.chat.interval
         self.shared = Bucket(limits.overall.interval, limits.overall.burst)
         self.rate_limited = 0  # 429s received, all rooms
+        self.waiting = 0  # calls waiting for the shared rate now
 
     def for_room(self, group: bool = False) -> RoomPace:
         rate = self.limits.group if group else None
@@ -78,17 +79,28 @@ class Pacing:
     async def slot(self, pace: RoomPace) -> None:
         """Wait until one call in this room may go, and count it (no await between the last
         check and the count: the call is the next thing its caller does)."""
-        while (wait := max(pace.delay(now := self.clock.monotonic()),
-                           self.shared.delay(now))) > 0:
+        while (wait := pace.delay(self.clock.monotonic())) > 0:
             await self.clock.sleep(wait)
+        self.waiting += 1  # now only the shared rate holds it
+        try:
+            while (wait := max(pace.delay(now := self.clock.monotonic()),
+                               self.shared.delay(now))) > 0:
+                await self.clock.sleep(wait)
+        finally:
+            self.waiting -= 1
         now = self.clock.monotonic()
         self.shared.commit(now)
         pace.commit(now)
 
     def idle(self) -> bool:
-        """Whether no call is waiting for the shared rate: the moment for calls that may as
-        well be skipped (typing indicators, which are not messages and are not counted)."""
-        return self.shared.tat <= self.clock.monotonic()
+        """Whether no call is waiting and the shared rate has room now: the moment for calls
+        that may as well be skipped (typing indicators)."""
+        return not self.waiting and self.shared.delay(self.clock.monotonic()) <= 0
+
+    def spent(self) -> None:
+        """A call outside any room's pace went out (a typing indicator): it still counts
+        toward the platform's overall rate."""
+        self.shared.commit(self.clock.monotonic())
 
     def limited(self, pace: RoomPace, retry_after: float) -> None:
         """The platform answered 429 for this room."""
