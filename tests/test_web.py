@@ -1,13 +1,15 @@
 """The web page over HTTP: aiohttp's client against the real app (the scripted agent is a real
 subprocess). Login on every page, stream and action; CSRF; output as text; the event stream;
-Stop and Extend; the login rate limit; refusing to open beyond loopback without a password."""
+Stop and Extend; files sent with a prompt; the login rate limit; refusing to open beyond
+loopback without a password."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,10 +24,15 @@ PAGES = ("/", "/chats", "/runs", "/plugins", "/events", "/snapshot")
 ACTIONS = ("/send", "/stop", "/extend")
 
 
-def web_config(extra: str = "", web: str = "") -> str:
+def web_config(extra: str = "", web: str = "", plugins: str = "") -> str:
     """plugins.toml with the page on a free port of 127.0.0.1, logging in with ``PASSWORD``."""
-    return (f'[plugins]\nweb = true\n\n[web]\nport = 0\npassword_env = "{PASSWORD_ENV}"\n'
-            f"{web}\n{extra}")
+    return (f'[plugins]\nweb = true\n{plugins}\n[web]\nport = 0\n'
+            f'password_env = "{PASSWORD_ENV}"\n{web}\n{extra}')
+
+
+def files_config(extra: str = "") -> str:
+    """web_config with the files plugin on (the kit runs without it)."""
+    return web_config(extra, plugins="files = true")
 
 
 @pytest.fixture(autouse=True)
@@ -49,9 +56,18 @@ class Page:
             self.csrf = found.group(1)
         return response
 
-    async def post(self, path: str, csrf: str | None = "", **form: str) -> aiohttp.ClientResponse:
+    async def post(self, path: str, csrf: str | None = "", files: Mapping[str, bytes] = {},
+                   **form: str) -> aiohttp.ClientResponse:
+        """An action as the page's script sends it (``csrf=None``: without the token); with
+        ``files`` (name → content), multipart as the send form's file input."""
         headers = {"X-CSRF-Token": self.csrf if csrf == "" else csrf} if csrf is not None else {}
-        return await self.session.post(f"{self.url}{path}", data=form, headers=headers,
+        data: Any = form
+        if files:
+            data = aiohttp.FormData(form)
+            for name, content in files.items():
+                data.add_field("files", content, filename=name,
+                               content_type="application/octet-stream")
+        return await self.session.post(f"{self.url}{path}", data=data, headers=headers,
                                        allow_redirects=False)
 
     async def get(self, path: str) -> aiohttp.ClientResponse:
@@ -294,3 +310,70 @@ async def test_the_plugins_view_says_which_plugin_was_switched_off_and_why(start
     html = await (await page.get("/plugins")).text()
     row = re.search(r"<tr><td[^>]*>failing</td>.*?</tr>", html)
     assert row and "switched off" in row.group(0) and "boom from a plugin" in row.group(0)
+
+
+def inbox_files(h: Any) -> list[Path]:
+    inbox = h.bot.workdir / ".cadenza-inbox"
+    return sorted(p for p in inbox.rglob("*") if p.is_file()) if inbox.exists() else []
+
+
+async def test_files_sent_with_a_prompt_are_saved_and_named_in_its_turn(start_app, page_for):
+    h, page = await logged_in(start_app, page_for, files_config())
+    sent = await page.post("/send", prompt="say read them",
+                           files={"notes.txt": b"first notes", "trace.log": b"boom"})
+    assert sent.status == 200 and (await sent.json())["ok"]
+    [done] = await h.recorder.finished(1)
+    turn = done.turn
+    folder = f".cadenza-inbox/{turn.id}"
+    assert turn.chat.key == "web:operator" and turn.user_id == "operator"
+    assert turn.prompt == (
+        f"The user attached `notes.txt` (application/octet-stream, 11 bytes) at "
+        f"{folder}/notes.txt.\n"
+        f"The user attached `trace.log` (application/octet-stream, 4 bytes) at "
+        f"{folder}/trace.log.\n\n"
+        "say read them")
+    assert (h.bot.workdir / folder / "notes.txt").read_bytes() == b"first notes"
+    assert [p.name for p in inbox_files(h)] == ["notes.txt", "trace.log"]
+
+
+async def test_an_upload_needs_the_login_and_the_csrf_token(start_app, page_for):
+    h = await start_app(files_config())
+    page = page_for(h.plugin("web").url)
+    upload = {"notes.txt": b"not taken"}
+    assert (await page.post("/send", csrf=None, files=upload, prompt="say no")).status == 401
+    assert (await page.login()).status == 200
+    assert (await page.post("/send", csrf=None, files=upload, prompt="say no")).status == 403
+    assert (await page.post("/send", csrf="forged", files=upload, prompt="say no")).status == 403
+    assert inbox_files(h) == [] and not h.recorder.events
+
+
+async def test_an_oversized_upload_is_refused_with_nothing_written(start_app, page_for):
+    h, page = await logged_in(start_app, page_for, files_config(
+        "[files]\nmax_bytes = 1000\nmax_turn_bytes = 1500\n"))
+    # over the request limit (the files of a message, plus 1 MB of form): not read further
+    huge = await page.post("/send", files={"huge.bin": b"x" * (1500 + 1024 * 1024)},
+                           prompt="say too much")
+    assert huge.status == 413
+    message = (await huge.json())["message"]
+    assert "1.5 KB together" in message and "Nothing was sent" in message
+    # within the request, over the files plugin's limits: refused before anything is written
+    assert (await page.post("/send", files={"big.bin": b"x" * 1001},
+                            prompt="say look")).status == 200
+    [refusal] = await h.recorder.wait_for(lambda: [n for n in h.recorder.notices
+                                                    if n.kind == "error"])
+    assert refusal.chat.key == "web:operator"
+    assert "big.bin is 1001 bytes, over the limit of 1000 bytes per file" in refusal.text
+    assert inbox_files(h) == [] and not h.recorder.events
+
+
+async def test_files_sent_to_the_page_chat_show_as_their_names(start_app, page_for):
+    h, page = await logged_in(start_app, page_for, files_config())
+    stream = page.events()
+    await until(stream, lambda m: m["type"] == "snapshot")
+    (h.bot.workdir / "report.txt").write_text("the report")
+    assert (await page.post("/send", prompt="/get report.txt")).status == 200
+    notice = await until(stream, lambda m: m["type"] == "notice" and m["kind"] == "files")
+    assert notice["files"] == ["report.txt"]
+    await stream.aclose()
+    html = await (await page.get("/")).text()
+    assert '<li class="files"><span class="file">report.txt</span></li>' in html

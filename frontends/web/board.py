@@ -142,7 +142,8 @@ class Board:
         self._deadline(live, live.warning)
 
     def notice(self, notice: Notice) -> None:
-        entry = {"kind": notice.kind, "text": notice.text, "at": self.clock.time()}
+        entry = {"kind": notice.kind, "text": notice.text, "at": self.clock.time(),
+                 "files": [path.name for path in notice.files]}  # names only: no download
         self.notices.append(entry)
         self.publish({"type": "notice", **entry})
 

@@ -55,10 +55,11 @@ def now_page(csrf: str, snapshot: Mapping[str, Any], chat: str) -> str:
 <section id="running" aria-live="polite">{running}</section>
 <p id="idle" class="muted"{" hidden" if running else ""}>Nothing is running.</p>
 <h2>Your chat <small class="muted">{escape(chat)}</small></h2>
-<form method="post" action="/send" id="send">
+<form method="post" action="/send" id="send" enctype="multipart/form-data">
 <input type="hidden" name="csrf" value="{escape(csrf)}">
-<textarea name="prompt" rows="3" required placeholder="A prompt for the agent, or /help"></textarea>
-<button>Send</button></form>
+<textarea name="prompt" rows="3" placeholder="A prompt for the agent, or /help"></textarea>
+<div class="send-row"><label>Files <input type="file" name="files" multiple></label>
+<button>Send</button></div></form>
 <ul id="notices" class="notices">{notices}</ul>
 <h2>Finished in this run</h2>
 <section id="finished">{finished}</section>"""
@@ -96,7 +97,11 @@ def _action(action: str, label: str, turn: Mapping[str, Any], csrf: str) -> str:
 
 
 def notice_item(notice: Mapping[str, Any]) -> str:
-    return f'<li class="{escape(notice["kind"])}">{escape(notice["text"])}</li>'
+    """A notice; files sent with it as their names (its text too, unless it is one)."""
+    names = notice.get("files", [])
+    text = "" if notice["text"] in names else escape(notice["text"])
+    files = "".join(f'<span class="file">{escape(name)}</span>' for name in names)
+    return f'<li class="{escape(notice["kind"])}">{text}{files}</li>'
 
 
 def chats_page(csrf: str, chats: Mapping[str, Mapping[str, Any]]) -> str:

@@ -5,11 +5,13 @@ page's own chat (``web:<user>``), and what the pages read (journal and sessions 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 from cadenza import api
 from cadenza.api import (
+    Attachment,
     Bot,
     ChatMessage,
     ChatRef,
@@ -26,6 +28,7 @@ from cadenza.frontends.web.access import LoginLimiter, Logins, Secret, new_token
 from cadenza.frontends.web.board import Board
 from cadenza.frontends.web.server import Server
 from cadenza.frontends.web.settings import FRONTEND, WebConfig, loopback
+from cadenza.plugins.files import FilesSettings
 
 
 class WebFrontend:
@@ -46,7 +49,9 @@ class WebFrontend:
                              Logins(context.clock, settings.session_hours * 3600),
                              LoginLimiter(context.clock, settings.login_attempts,
                                           settings.login_window),
-                             loopback_only=loopback(settings.host))
+                             loopback_only=loopback(settings.host),
+                             upload_limit=context.config.settings("files").load(
+                                 FilesSettings).max_turn_bytes)
         self.runner: web.AppRunner | None = None
         self.bot: Bot | None = None
         self.url = ""
@@ -123,9 +128,12 @@ class WebFrontend:
 
     # --- what the page does (server.Desk) ----------------------------------------------
 
-    async def send(self, text: str) -> None:
+    async def send(self, text: str, files: Sequence[Attachment] = ()) -> None:
+        """A prompt typed on the page; with files, their caption (the files plugin takes
+        them, as from any chat)."""
         assert self.bot is not None
-        await self.bot.handle(ChatMessage(self.chat, self.user, text, user_name=self.user))
+        await self.bot.handle(ChatMessage(self.chat, self.user, text, user_name=self.user,
+                                          attachments=tuple(files)))
 
     def stop(self, turn_id: str) -> bool:
         return self.bot is not None and self.bot.stop_turn(

@@ -5,16 +5,21 @@ login. Every response carries a strict Content-Security-Policy (scripts and styl
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import math
-from collections.abc import Awaitable, Callable
+import shutil
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
+from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
+from cadenza.api import Attachment
 from cadenza.frontends.web import pages
 from cadenza.frontends.web.access import Login, LoginLimiter, Logins, Secret, csrf_ok
 from cadenza.frontends.web.board import Board
+from cadenza.plugins.files_names import human_size
 
 COOKIE = "cadenza_web"
 PUBLIC = ("/login", "/static/", "/favicon.ico")  # the last: a plain 404
@@ -26,6 +31,7 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+FORM_BYTES = 1024**2  # what a send carries besides its files: the prompt, the token, part headers
 LOCAL_NAMES = ("127.0.0.1", "localhost", "::1")  # the Host a browser on this machine sends
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
 # where the gate leaves the request's login (RequestKey: aiohttp 3.12+; AppKey before)
@@ -38,7 +44,7 @@ class Desk(Protocol):
     board: Board
     user: str
 
-    async def send(self, text: str) -> None: ...
+    async def send(self, text: str, files: Sequence[Attachment] = ()) -> None: ...
     def stop(self, turn_id: str) -> bool: ...
     async def extend(self, turn_id: str) -> bool: ...
     async def chats(self) -> dict[str, dict[str, Any]]: ...
@@ -51,9 +57,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 class Server:
     def __init__(self, desk: Desk, secret: Secret, logins: Logins, limiter: LoginLimiter,
-                 *, loopback_only: bool) -> None:
+                 *, loopback_only: bool, upload_limit: int) -> None:
         self.desk, self.secret, self.logins, self.limiter = desk, secret, logins, limiter
         self.loopback_only = loopback_only
+        self.upload_limit = upload_limit  # bytes of files one send may carry ([files])
         self.static = resources.files("cadenza.frontends.web") / "static"
         self.app = web.Application(middlewares=[self.headers, self.gate])
         self.app.add_routes([
@@ -84,7 +91,9 @@ class Server:
     async def gate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """No login: 401 (its body sends a browser to /login). A POST without the login's
         CSRF token (form field or X-CSRF-Token header): 403. Served on loopback, a request
-        naming another host (a DNS-rebinding page) is refused before anything: 421."""
+        naming another host (a DNS-rebinding page) is refused before anything: 421. Bodies
+        are read only once logged in; a send (files) may be ``upload_limit`` bytes plus its
+        form, read no further: 413."""
         if self.loopback_only and request.url.host not in LOCAL_NAMES:
             return web.Response(status=421, text="this page answers only as a local address")
         if request.path.startswith(PUBLIC):
@@ -92,14 +101,21 @@ class Server:
         login = self.logins.find(request.cookies.get(COOKIE))
         if login is None:
             return web.Response(status=401, text=pages.go_to_login(), content_type="text/html")
-        if request.method == "POST":
-            sent = request.headers.get("X-CSRF-Token")
-            if sent is None:
-                sent = str((await request.post()).get("csrf", ""))
-            if not csrf_ok(login, sent):
-                return web.Response(status=403, text="missing or wrong CSRF token")
-        request[LOGIN_KEY] = login
-        return await handler(request)
+        if request.path == "/send":
+            request = request.clone(client_max_size=self.upload_limit + FORM_BYTES)
+        try:
+            if request.method == "POST":
+                sent = request.headers.get("X-CSRF-Token")
+                if sent is None:
+                    sent = str((await request.post()).get("csrf", ""))
+                if not csrf_ok(login, sent):
+                    return web.Response(status=403, text="missing or wrong CSRF token")
+            request[LOGIN_KEY] = login
+            return await handler(request)
+        except web.HTTPRequestEntityTooLarge:
+            return _answer(request, f"Too big: the files of one message may be "
+                           f"{human_size(self.upload_limit)} together ([files] "
+                           "max_turn_bytes). Nothing was sent.", status=413)
 
     # --- login --------------------------------------------------------------------
 
@@ -189,10 +205,15 @@ class Server:
     # --- actions ------------------------------------------------------------------
 
     async def send(self, request: web.Request) -> web.Response:
-        prompt = str((await request.post()).get("prompt", "")).strip()
-        if not prompt:
+        """A prompt, and the files picked with it (their caption): each already read whole,
+        within the limit, so its size is known before the files plugin decides."""
+        form = await request.post()
+        prompt = str(form.get("prompt", "")).strip()
+        files = [_attachment(item) for item in form.getall("files", [])
+                 if isinstance(item, web.FileField)]
+        if not prompt and not files:
             return _answer(request, "Nothing to send.", status=400)
-        await self.desk.send(prompt)
+        await self.desk.send(prompt, files)
         return _answer(request, "sent")
 
     async def stop(self, request: web.Request) -> web.Response:
@@ -206,6 +227,23 @@ class Server:
         asked = await self.desk.extend(turn_id)
         return _answer(request, "asked for more time" if asked else "That turn already ended.",
                        status=200 if asked else 409)
+
+
+def _attachment(upload: web.FileField) -> Attachment:
+    """An uploaded file (held by aiohttp: in memory while small, else in a temporary file)
+    as an attachment whose fetch writes it out once."""
+    source = upload.file
+    size = source.seek(0, io.SEEK_END)
+
+    def copy(path: Path) -> None:
+        with source, path.open("wb") as target:
+            source.seek(0)
+            shutil.copyfileobj(source, target)
+
+    async def fetch(path: Path) -> None:
+        await asyncio.to_thread(copy, path)
+
+    return Attachment(upload.filename, size, upload.content_type or "", fetch)
 
 
 def _html(text: str, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -96,7 +96,11 @@ function find(id) {
 }
 
 function note(notice) {
-  notices.prepend(el("li", notice.kind, notice.text));
+  // as pages.notice_item: files by their names, the text unless it is one of them
+  const names = notice.files || [];
+  const item = el("li", notice.kind, names.includes(notice.text) ? "" : notice.text);
+  item.append(...names.map((name) => el("span", "file", name)));
+  notices.prepend(item);
 }
 
 function updateIdle() {
