@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from cadenza.testing.agents import scripted_agent
 from conftest import CHAT, StartApp, read_until, start
-from test_web import PASSWORD, web_config
+from test_web import PASSWORD, files_config, web_config
 from test_web import password as password  # autouse: $CADENZA_TEST_WEB_PASSWORD set
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -87,6 +87,23 @@ async def test_a_prompt_sent_from_the_page_streams_its_answer(logged_in, shots):
     done = page.locator("#finished article.completed")
     await expect(done.locator(".answer")).to_contain_text("streamed 4")
     await expect(page.locator("#send textarea")).to_have_value("")
+
+
+async def test_a_file_picked_with_a_prompt_starts_its_turn(logged_in, tmp_path):
+    h, page = await logged_in(files_config())
+    picked = tmp_path / "notes.txt"
+    picked.write_text("what the agent should read")
+    await page.fill("#send textarea", "say read the notes")
+    await page.set_input_files("#send input[type=file]", str(picked))
+    await page.click("#send button")
+    card = page.locator("#finished article.completed")
+    await expect(card.locator(".prompt")).to_contain_text("The user attached `notes.txt`")
+    await expect(card.locator(".answer")).to_contain_text("read the notes")
+    [done] = await h.recorder.finished(1)
+    saved = h.bot.workdir / ".cadenza-inbox" / done.turn.id / "notes.txt"
+    assert saved.read_text() == "what the agent should read"
+    assert done.turn.prompt.endswith("\n\nsay read the notes")
+    assert await page.locator("#send input[type=file]").input_value() == ""  # form reset
 
 
 async def test_a_turn_of_another_chat_appears_live_and_stop_ends_it(logged_in, shots):
