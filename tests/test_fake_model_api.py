@@ -37,6 +37,7 @@ from tests.fakes.model_api import (
     Delay,
     Fail,
     FakeModelAPI,
+    ReadFile,
     Text,
     ToolCall,
     big_text,
@@ -61,6 +62,8 @@ RECORDINGS = recorded("claude-text").parent
         ("tool ls -l; say done", [ToolCall("ls -l"), Text("done")]),
         ("tool echo a; echo b\nsay done", [ToolCall("echo a; echo b"), Text("done")]),
         ("error 429 slow down", [Fail(429, "slow down")]),
+        ("read /w/a b.png; say seen", [ReadFile("/w/a b.png"), Text("seen")]),
+        ("read me", [Text("echo: read me")]),  # Read takes an absolute path only
         ("what is this?", [Text("echo: what is this?")]),
         ("say a; what", [Text("echo: say a; what")]),
     ],
@@ -78,9 +81,9 @@ def test_big_text_is_exact_and_deterministic() -> None:
 
 
 def test_segment_continues_after_each_tool_result() -> None:
-    events = parse_script("say a; tool x; say b; tool y; say c")
+    events = parse_script("say a; tool x; say b; read /y; say c")
     assert segment(events, 0) == [Text("a"), ToolCall("x")]
-    assert segment(events, 1) == [Text("b"), ToolCall("y")]
+    assert segment(events, 1) == [Text("b"), ReadFile("/y")]
     assert segment(events, 2) == [Text("c")]
     assert segment(events, 3) == []
 

@@ -15,6 +15,7 @@ Script language (one instruction per line, or `;`-separated on one line):
     sleep SECONDS             silence
     big N                     one text of exactly N characters (see `big_text`)
     tool CMD                  a shell tool call; the script goes on when its result comes back
+    read PATH                 a call to Claude Code's Read tool for PATH (absolute), likewise
     error STATUS MESSAGE      HTTP error STATUS (or an in-stream error after output began)
 Anything else is answered "echo: PROMPT".
 """
@@ -53,12 +54,20 @@ class ToolCall:
 
 
 @dataclass(frozen=True)
+class ReadFile:
+    """A call to Claude Code's Read tool (Anthropic only: the Responses API answers 500)."""
+
+    path: str
+
+
+@dataclass(frozen=True)
 class Fail:
     status: int
     message: str
 
 
-Event = Text | Delay | ToolCall | Fail
+Event = Text | Delay | ToolCall | ReadFile | Fail
+Call = ToolCall | ReadFile  # a tool call: the script goes on when its result comes back
 
 _NUMBER = r"\d+(?:\.\d+)?"
 _SAY = re.compile(r"say\s+(?P<text>.+)", re.S)
@@ -66,6 +75,7 @@ _TICK = re.compile(rf"tick\s+(?P<n>\d+)(?:\s+(?P<secs>{_NUMBER}))?\s+(?P<text>.+
 _SLEEP = re.compile(rf"sleep\s+(?P<secs>{_NUMBER})")
 _BIG = re.compile(r"big\s+(?P<n>\d+)")
 _TOOL = re.compile(r"tool\s+(?P<cmd>.+)", re.S)
+_READ = re.compile(r"read\s+(?P<path>/.+)")
 _ERROR = re.compile(r"error\s+(?P<status>\d{3})\s+(?P<msg>.+)", re.S)
 
 BIG_LINE_DIGITS = "0123456789" * 7
@@ -99,6 +109,8 @@ def _parse_line(line: str) -> list[Event] | None:
         return [Text(big_text(int(m["n"])))]
     if m := _TOOL.fullmatch(line):
         return [ToolCall(m["cmd"])]
+    if m := _READ.fullmatch(line):
+        return [ReadFile(m["path"])]
     if m := _ERROR.fullmatch(line):
         return [Fail(int(m["status"]), m["msg"])]
     return None
@@ -137,12 +149,12 @@ def segment(events: list[Event], tool_results: int) -> list[Event]:
     up to and including the next tool call (the CLI sends its result in a new request)."""
     start = 0
     for _ in range(tool_results):
-        calls = [i for i, e in enumerate(events[start:], start) if isinstance(e, ToolCall)]
+        calls = [i for i, e in enumerate(events[start:], start) if isinstance(e, Call)]
         if not calls:
             return []
         start = calls[0] + 1
     rest = events[start:]
-    calls = [i for i, e in enumerate(rest) if isinstance(e, ToolCall)]
+    calls = [i for i, e in enumerate(rest) if isinstance(e, Call)]
     return rest[: calls[0] + 1] if calls else rest
 
 
@@ -240,9 +252,12 @@ def anthropic_error(status: int, message: str) -> web.Response:
     return web.json_response(body, status=status, headers={"request-id": request_id})
 
 
-def _anthropic_block(event: Text | ToolCall) -> dict[str, Any]:
+def _anthropic_block(event: Text | Call) -> dict[str, Any]:
     if isinstance(event, Text):
         return {"type": "text", "text": event.text}
+    if isinstance(event, ReadFile):
+        input_ = {"file_path": event.path}
+        return {"type": "tool_use", "id": _fake_id("toolu", 16), "name": "Read", "input": input_}
     input_ = {"command": event.command, "description": f"Run {event.command}"}
     return {"type": "tool_use", "id": _fake_id("toolu", 16), "name": "Bash", "input": input_}
 
@@ -514,6 +529,17 @@ class FakeModelAPI:
         with self._lock:
             return [r for r in self._log if path is None or r.path == path]
 
+    def prompts(self) -> list[str]:
+        """The prompt (the last user text) of each Messages or Responses request, oldest
+        first."""
+        found: list[str] = []
+        for request in self.requests():
+            if request.path == "/v1/messages":
+                found.append(_anthropic_prompt(request.body.get("messages", []))[0])
+            elif request.path == "/v1/responses":
+                found.append(_responses_prompt(request.body.get("input", []))[0])
+        return found
+
     def remote_requests(self) -> list[LoggedRequest]:
         """Requests meant for another host (proxied or CONNECT): these were refused."""
         return [r for r in self.requests() if r.remote]
@@ -625,7 +651,7 @@ class FakeModelAPI:
                 await asyncio.sleep(event.seconds)
             if isinstance(event, Fail):
                 return anthropic_error(event.status, event.message)
-        blocks = [_anthropic_block(e) for e in events if isinstance(e, Text | ToolCall)]
+        blocks = [_anthropic_block(e) for e in events if isinstance(e, Text | Call)]
         message = _anthropic_message(model, blocks, input_tokens)
         return web.json_response(message, headers={"request-id": _fake_id("req", 12)})
 
@@ -645,7 +671,7 @@ class FakeModelAPI:
                 return response
             else:
                 await stream.block(_anthropic_block(event))
-                stop_reason = "tool_use" if isinstance(event, ToolCall) else stop_reason
+                stop_reason = "tool_use" if isinstance(event, Call) else stop_reason
         await stream.finish(stop_reason)
         return response
 
@@ -669,6 +695,9 @@ class FakeModelAPI:
                 return response
             elif isinstance(event, Text):
                 await stream.item(_message_item(event.text))
+            elif isinstance(event, ReadFile):
+                await stream.failed(500, "the fake has no file-read tool for the Responses API")
+                return response
             else:
                 try:
                     call = shell_call_item(declared_tools(body), event.command)
