@@ -216,8 +216,16 @@ class FilesPlugin:
         if not batch.lines:  # every file was refused: the chat was told why
             _remove(batch.folder)
             return
-        prompt = "\n".join(batch.lines) + "\n\n" + (batch.caption or NO_CAPTION).strip()
-        turn = await bot.submit(batch.chat, prompt, user_id=batch.user_id,
+        caption = (batch.caption or NO_CAPTION).strip()
+        files = "\n".join(batch.lines)
+        if caption.startswith("@") and len(words := caption[1:].split(None, 1)) == 2:
+            # "@NAME PROMPT": for a named session (a Discord session's thread says so too),
+            # which the core hands to the sessions plugin as it does a typed one
+            session, rest = words
+            await bot.handle(ChatMessage(batch.chat, batch.user_id,
+                                         f"@{session} {files}\n\n{rest}"))
+            return
+        turn = await bot.submit(batch.chat, f"{files}\n\n{caption}", user_id=batch.user_id,
                                 turn_id=batch.turn_id)
         if turn is None:  # the chat's queue is full (it was told)
             _remove(batch.folder)

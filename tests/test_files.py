@@ -243,3 +243,12 @@ async def test_outbox_entries_too_big_or_not_files_are_refused_once(start_app) -
     await h.say("say again")
     await h.recorder.finished(2)
     assert len(error_notices(h)) == 2 and file_notices(h) == []
+
+
+async def test_files_for_a_named_session_run_in_it(start_app) -> None:
+    h = await start_app(files_config())
+    await send(h, attachment("plan.md", b"# plan"), caption="@docs check this plan")
+    (end,) = await h.recorder.finished()
+    assert end.turn.session == "docs"
+    assert end.turn.prompt.startswith("The user attached `plan.md` (6 bytes) at .cadenza-inbox/")
+    assert end.turn.prompt.endswith("/plan.md.\n\ncheck this plan")
