@@ -251,6 +251,20 @@ async def test_a_turn_longer_than_notify_after_ends_with_a_new_message(launch, s
     assert len(ping.content) < 100
     (quick,) = server.bot_messages(CHANNEL)  # the short turn got no message of its own
     assert quick.content.startswith("quick") and DONE in quick.content
+    assert f"<@{USER}>" not in ping.content  # a DM notifies anyway
+
+
+async def test_in_a_server_the_new_message_mentions_the_person_and_pings_nobody_else(
+        launch, server) -> None:
+    await launch(notify_after="1")
+    server.push_message(CHANNEL, USER, "say working; sleep 1.5; say @everyone done",
+                        mention_bot=True)
+    ping = await server.wait_for(starting(server, CHANNEL, f"<@{USER}> {DONE}"), 15)
+    create = [call for call in server.calls_to("POST /channels/{channel_id}/messages")
+              if call.body and str(call.body.get("content", "")).startswith(f"<@{USER}>")]
+    assert create[-1].body["allowed_mentions"] == {"parse": [], "users": [USER]}
+    live = server.bot_messages(CHANNEL)[0]
+    assert live is not ping and "@everyone" in live.content  # text, pinging nobody
 
 
 # --------------------------------------------------------------------------- restarts

@@ -151,6 +151,11 @@ class Transport:
     def is_group(self, room: int) -> bool:
         return False
 
+    def _in_server(self, room: int) -> bool:
+        """Whether the room is a server's channel or thread (not known: no)."""
+        channel = self.client.get_channel(room)
+        return channel is not None and getattr(channel, "guild", None) is not None
+
     def _channel(self, room: int) -> discord.PartialMessageable:
         return self.client.get_partial_messageable(room)
 
@@ -170,14 +175,19 @@ class Transport:
         # discord.py sends every nonce with enforce_nonce: a retry with the same key within
         # a few minutes is answered with the first message, not a copy
         nonce = key or None  # none: discord.py draws one
+        mentions = NO_MENTIONS
+        if out.notify.isdigit() and self._in_server(room):  # only a mention notifies there
+            content = f"<@{out.notify}> {content}"[:MAX_MESSAGE]
+            mentions = discord.AllowedMentions(everyone=False, roles=False,
+                                               users=[discord.Object(int(out.notify))])
         try:
             if view is not None:
                 message = await self._channel(room).send(
-                    content, view=view, allowed_mentions=NO_MENTIONS, suppress_embeds=True,
+                    content, view=view, allowed_mentions=mentions, suppress_embeds=True,
                     nonce=nonce)
             else:
                 message = await self._channel(room).send(
-                    content, allowed_mentions=NO_MENTIONS, suppress_embeds=True, nonce=nonce)
+                    content, allowed_mentions=mentions, suppress_embeds=True, nonce=nonce)
         except Exception as exc:
             raise classify(exc) from None
         return message.id

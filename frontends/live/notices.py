@@ -8,7 +8,9 @@ gets a short new message saying how it ended and which prompt it was; and when a
 for the user's answer (a stream event whose ``data`` has ``awaits_user`` true, such as a
 question or an approval request), the chat gets one at once. A turn the user stopped, or one
 interrupted by a shutdown, gets none (the first was watched, the second is announced when it
-resumes). A timeout warning is already a message of its own.
+resumes). A timeout warning is already a message of its own. The message is for the person
+who sent the prompt (``Outgoing.notify``): in a Discord server it mentions them, since a new
+message there notifies only those who follow every message.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ class Pings:
                     or elapsed <= self.notify_after):
                 return None
             outcome = outcome_text(event, view.answer)
-            return TextView(view.chat, ended_text(event, outcome), self.style)
+            return TextView(view.chat, ended_text(event, outcome), self.style,
+                            notify=view.turn.user_id)
         if event.data.get(AWAITS_USER):
-            return TextView(view.chat, waiting_text(event), self.style)
+            return TextView(view.chat, waiting_text(event), self.style,
+                            notify=view.turn.user_id)
         return None

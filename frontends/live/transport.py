@@ -45,7 +45,8 @@ with the newest content. Each call the engine makes has waited for its pacing sl
     Post ``out`` as a new message (``out.markup`` in the platform's formatting, or
     ``out.plain`` unformatted when ``plain``), with ``out.buttons`` rendered as the
     platform's buttons (each is ``(label, data)``; a press must reach the frontend's ingress
-    with ``data``), link previews off, mentions never pinging. Returns its message id.
+    with ``data``), link previews off, mentions never pinging, except the person named by
+    ``out.notify`` where the platform needs that for them to notice. Returns its message id.
     ``key`` (at most 25 characters) names the message: a send retried after its answer was
     lost carries the same ``key`` and the same ``out``, so a platform with idempotency keys
     uses it (Discord's ``nonce``) to answer with the first message instead of a copy.
@@ -147,6 +148,9 @@ class Outgoing:
     live: tuple[str, str, str] | None = field(default=None, compare=False)
     # a document to upload (path, file name); ``markup`` / ``plain`` are then its caption
     document: tuple[str, str] | None = None
+    # the platform's id of a person this message is for: where a new message alone does not
+    # reach them (a Discord server), the transport calls them by name, pinging nobody else
+    notify: str = ""
 
     @property
     def html(self) -> str:

@@ -104,13 +104,18 @@ class View:
 class TextView(View):
     """A one-off message (notice, lifecycle, recovery), split if it is long."""
 
-    def __init__(self, chat: ChatRef, text: str, style: Style) -> None:
+    def __init__(self, chat: ChatRef, text: str, style: Style, *, notify: str = "") -> None:
         self.chat = chat
         self.style = style
         self.text = clean(text).strip() or "…"
+        self.notify = notify  # the person it is for (``Outgoing.notify``)
 
     def desired(self) -> list[Outgoing]:
-        return [self.style.text(part) for part in self.style.split(self.text)]
+        parts = [self.style.text(part) for part in self.style.split(self.text)]
+        if self.notify:
+            first = parts[0]
+            parts[0] = Outgoing(first.markup, first.plain, first.buttons, notify=self.notify)
+        return parts
 
 
 class QuestionView(View):
