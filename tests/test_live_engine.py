@@ -20,6 +20,7 @@ import test_telegram
 from cadenza.api import ChatRef, StreamEvent, Turn
 from cadenza.clock import SystemClock
 from cadenza.frontends.live import Engine, Limits, Outgoing, Rate, RetryPolicy
+from cadenza.frontends.live import engine as engine_module
 from cadenza.frontends.live.notices import AWAITS_USER
 from cadenza.frontends.live.pacing import Pacing
 from cadenza.frontends.live.split import CODEPOINTS
@@ -276,3 +277,21 @@ async def test_calls_due_during_a_stall_still_go_one_interval_apart() -> None:
     await clock.advance(1)
     assert went == [0.0, 5.0, 6.0]
     await asyncio.gather(*tasks)
+
+
+async def test_the_newest_ids_kept_follow_the_active_rooms(tmp_path: Path, monkeypatch) -> None:
+    class Counting(Channels):  # a platform whose ids count up: the engine keeps them
+        async def probe(self, room: int, message_id: int, out: Outgoing, plain: bool) -> bool:
+            return False
+
+    monkeypatch.setattr(engine_module, "ROOMS_KEPT", 5)
+    engine = engine_on(Counting(), tmp_path / "state")
+    for chat in range(20):
+        engine.saw(ChatRef("fakechat", str(chat)), 100 + chat)
+    assert list(engine.rooms) == [15, 16, 17, 18, 19]
+    assert engine.outbox(19).last_id == 119  # a new outbox starts from what was seen
+    plain = engine_on(Channels(), tmp_path / "plain")  # ids that do not count up: nothing kept
+    plain.saw(ChatRef("fakechat", "1"), 7)
+    assert not plain.rooms
+    await engine.close()
+    await plain.close()

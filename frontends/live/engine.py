@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # internal types; plugins use cadenza.api at run time
 CLEAR_ATTEMPTS = 3
 RECOVERY_WAIT = 60.0  # seconds to wait for the journal's recoveries before the clean-up
 PRUNE_AT = 256  # outboxes kept before idle ones are looked for
+ROOMS_KEPT = 10_000  # rooms whose newest message id is kept in memory
 
 
 class Engine:
@@ -50,7 +52,8 @@ class Engine:
         self.outboxes: dict[int, Outbox] = {}
         self._prune_at = PRUNE_AT
         self.reachability = Reachability(clock)  # the frontend's poller reports to it too
-        self.rooms: dict[int, Room] = {}  # newest known ids and lost sends, on record
+        # newest known ids and lost sends, on record; bounded, as the outboxes are
+        self.rooms: OrderedDict[int, Room] = OrderedDict()
 
     # --- views ----------------------------------------------------------------------
 
@@ -77,10 +80,22 @@ class Engine:
         outbox = self.outboxes.get(room)
         if outbox is not None:
             outbox.saw(message_id)
-        else:
+        elif getattr(self.transport, "probe", None) is not None:
             known = self.rooms.get(room)
             last = known.last_id if known is not None else None
-            self.rooms[room] = Room(max(last or 0, message_id), known.lost if known else ())
+            self._keep(room, Room(max(last or 0, message_id), known.lost if known else ()))
+
+    def _keep(self, room: int, known: Room) -> None:
+        """Remember a room's record; past ``ROOMS_KEPT`` the oldest without lost sends go (a
+        room forgotten only loses the lower bound of a lost first send: the gap search
+        still covers it)."""
+        self.rooms[room] = known
+        self.rooms.move_to_end(room)
+        while len(self.rooms) > ROOMS_KEPT:
+            oldest = next((r for r, k in self.rooms.items() if not k.lost), None)
+            if oldest is None:  # all still to be finished
+                break
+            del self.rooms[oldest]
 
     def _locate(self, view: View) -> tuple[int, int | None] | None:
         try:
@@ -111,7 +126,7 @@ class Engine:
                 del self.outboxes[room]
                 outbox.dispose()
                 if outbox.last_id is not None:
-                    self.rooms[room] = Room(outbox.last_id, ())
+                    self._keep(room, Room(outbox.last_id, ()))
         self._prune_at = max(PRUNE_AT, 2 * len(self.outboxes))
 
     # --- what a crashed run left ----------------------------------------------------
@@ -121,7 +136,8 @@ class Engine:
         ``ready``)."""
         self.left_over = await self.ledger.left_over()
         self.live_left_over = await self.ledger.live_left_over()
-        self.rooms = await self.ledger.rooms_on_record()
+        for room, known in (await self.ledger.rooms_on_record()).items():
+            self._keep(room, known)
 
     async def finish_left_over(self) -> None:
         """Finish what a crashed run left behind (see ``ledger``): each live message is
@@ -143,10 +159,11 @@ class Engine:
                 await self._fix(room, message_id, lambda r, m, plain:
                                 self.transport.clear_buttons(r, m))
             await self.ledger.remove([(room, message_id)])
-        for room, known in self.rooms.items():
+        for room, known in list(self.rooms.items()):
             if known.lost:
                 self.outbox(room).look_for([Unsure(sent, None, finish=self._finisher(room, sent))
                                             for sent in known.lost])
+                self.rooms[room] = Room(known.last_id, ())  # the outbox has them now
         self.recoveries.clear()
         if self.left_over or live:
             self.log.info("%s: finished %d message(s) left by the previous run", self.name,
