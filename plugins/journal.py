@@ -344,6 +344,20 @@ class RecoveryJournal:
                 "kind": event.kind, "at": self.clock.time(), "text": event.text[:2000] or None,
                 "cost": event.cost_usd, "of_turn": event.turn.id})
 
+    # --- what other plugins read --------------------------------------------------------
+
+    async def recent_turns(self, limit_per_chat: int = 20,
+                           limit: int = 500) -> list[dict[str, Any]]:
+        """The newest turns of every chat the journal still keeps (``keep_days``), newest
+        first: at most ``limit_per_chat`` of each chat and ``limit`` in all. Read-only; each
+        row has ``id``, ``chat``, ``session``, ``agent``, ``prompt`` (its first
+        ``RECENT_PROMPT_CHARS`` characters), ``state`` (``queued``, ``running``,
+        ``interrupted``, ``abandoned``, or how it ended: ``completed``, ``error``, …),
+        ``attempt``, ``created_at``, ``started_at``, ``ended_at`` (epoch seconds, None until
+        then) and ``cost_usd``."""
+        return await self.store.fetch(_RECENT_TURNS, {
+            "per_chat": max(0, limit_per_chat), "most": max(0, limit)})
+
     # --- cadenza status --------------------------------------------------------------
 
     @hookimpl
@@ -361,6 +375,18 @@ class RecoveryJournal:
 
 
 _PROMPT_HEAD = func.substr(turns.c.prompt, 1, 60).label("prompt")
+RECENT_PROMPT_CHARS = 500
+_NEWEST_OF_CHAT = func.row_number().over(
+    partition_by=turns.c.chat, order_by=(turns.c.created_at.desc(), _Arrival().desc()))
+_RANKED = select(
+    turns.c.id, turns.c.chat, turns.c.session, turns.c.agent,
+    func.substr(turns.c.prompt, 1, RECENT_PROMPT_CHARS).label("prompt"), turns.c.state,
+    turns.c.attempt, turns.c.created_at, turns.c.started_at, turns.c.ended_at,
+    turns.c.cost_usd, _NEWEST_OF_CHAT.label("nth"), _Arrival().label("arrival"),
+).subquery()
+_RECENT_TURNS = select(*(c for c in _RANKED.c if c.name not in ("nth", "arrival"))).where(
+    _RANKED.c.nth <= bindparam("per_chat")).order_by(
+    _RANKED.c.created_at.desc(), _RANKED.c.arrival.desc()).limit(bindparam("most"))
 _STATUS_RUNS = select(runs).order_by(runs.c.id.desc()).limit(5)
 _STATUS_COUNTS = select(turns.c.state, func.count().label("count")).group_by(turns.c.state)
 _STATUS_UNFINISHED = select(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 from backends import Backend
-from conftest import agent_config, gone, read_until, start
+from cadenza.api import ChatRef
+from cadenza.testing import CHAT
+from conftest import StartApp, agent_config, gone, read_until, start
 
 BOOT = "[journal]\nboot_id_file = \"{boot}\"\n"
 
@@ -228,3 +231,30 @@ def test_kill_9_at_random_points_loses_no_turn(setup: dict) -> None:
     everything = "".join(outputs)
     for row in abandoned:
         assert row["prompt"] in everything
+
+
+@pytest.mark.usefixtures("agent_path")
+async def test_recent_turns_are_each_chats_newest_bounded(state_backend: Backend,
+                                                          start_app: StartApp) -> None:
+    """What the web page's Chats view reads: per chat its newest turns, newest first, at
+    most ``limit_per_chat`` each and ``limit`` in all; the prompt's head, how it ended, its
+    cost and times. (``state_backend`` first: set up first, torn down after the App.)"""
+    h = await start_app(agent_config() + state_backend.toml())
+    other = ChatRef("test", "chat-2")
+    for n in range(3):
+        await h.say(f"say one {n}")
+    await h.say("say two 0", chat=other)
+    await h.recorder.finished(4)
+    journal = h.plugin("journal")
+    async with asyncio.timeout(10):  # the journal writes each end beside the frontend
+        while {row["state"] for row in await journal.recent_turns()} != {"completed"}:
+            await asyncio.sleep(0.02)
+    rows = await journal.recent_turns(limit_per_chat=2)
+    assert [(row["chat"], row["prompt"]) for row in rows] == [
+        (other.key, "say two 0"), (CHAT.key, "say one 2"), (CHAT.key, "say one 1")]
+    row = rows[0]
+    assert row["cost_usd"] == pytest.approx(0.0123) and row["attempt"] == 1
+    assert row["created_at"] <= row["started_at"] <= row["ended_at"]
+    assert [row["prompt"] for row in await journal.recent_turns(limit=2)] == [
+        "say two 0", "say one 2"]
+    assert await journal.recent_turns(limit_per_chat=0) == []
