@@ -28,6 +28,7 @@ from typing import Any
 
 from cadenza import api
 from cadenza.api import (
+    FOREGROUND,
     ApprovalRequest,
     Bot,
     ChatMessage,
@@ -46,11 +47,12 @@ from cadenza.plugins.approvals_store import (
     LAPSED,
     MIGRATIONS,
     OPEN,
+    OPEN_BY_CHAT,
     RULES,
     SETTLED,
     rules_table,
 )
-from cadenza.plugins.approvals_text import question, summary
+from cadenza.plugins.approvals_text import question, short, summary
 
 MODES = ("off", "chat")
 ALLOW, DENY = "allow", "deny"
@@ -144,6 +146,22 @@ class ApprovalsPlugin:
         if self.on:
             register("writable", self.write_access.cmd_writable, usage="KEY",
                      help="run a read-only Codex turn again with write access")
+
+    # --- cadenza status -------------------------------------------------------------------
+
+    @hookimpl
+    def report_status(self) -> dict[str, Any]:
+        """The requests waiting for an answer, by chat, oldest first: what is asked and for how
+        long. Runs in the command line, where no loop runs (the store's synchronous methods);
+        a request a crashed run left open shows until the next start lapses it."""
+        now = self.clock.time()
+        return {"open_approval_requests": [
+            {"chat": row["chat"],
+             "session": None if row["session"] == FOREGROUND else row["session"],
+             "key": row["key"], "tool": row["tool"],
+             "asked": short(row["tool"], _params(row["input"])),
+             "waiting": duration(max(0.0, now - row["asked_at"]))}
+            for row in self.store.fetch_sync(OPEN_BY_CHAT)]}
 
     # --- the agent's options --------------------------------------------------------------
 
@@ -348,6 +366,15 @@ class ApprovalsPlugin:
 
 def _name(message: ChatMessage) -> str:
     return message.user_name or message.user_id or "someone"
+
+
+def _params(recorded: str) -> dict[str, Any]:
+    """A request's arguments as recorded (JSON); empty when unreadable."""
+    try:
+        params = json.loads(recorded)
+    except ValueError:
+        return {}
+    return params if isinstance(params, dict) else {}
 
 
 def _looks_like_key(word: str) -> bool:

@@ -59,4 +59,6 @@ ASKED = requests_table.insert()
 SETTLED = update(requests_table).where(_q.key == bindparam("of_key")).values(
     state=bindparam("to_state"), answered_at=bindparam("at"), answered_by=bindparam("by"))
 OPEN = select(_q.key, _q.chat).where(_q.state == "open")
+OPEN_BY_CHAT = select(_q.chat, _q.session, _q.key, _q.tool, _q.input, _q.asked_at).where(
+    _q.state == "open").order_by(_q.chat, _q.asked_at)
 LAPSED = update(requests_table).where(_q.state == "open").values(state="lapsed")

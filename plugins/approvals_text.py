@@ -74,7 +74,12 @@ def _cut(text: str) -> str:
 
 def summary(request: ApprovalRequest) -> str:
     """One short line naming the request, for the answer's notice."""
-    first = shown(request.tool, request.input)[0]
+    line = short(request.tool, request.input)
+    return line if line.startswith("$ ") else f"{request.tool}: {line}"
+
+
+def short(tool: str, params: Mapping[str, Any]) -> str:
+    """The first line of what is asked, cut to 80 characters (``$ touch /tmp/x``, a path)."""
+    first = shown(tool, params)[0]
     line = first.splitlines()[0] if first else ""
-    short = f"{line[:80]}{'…' if len(line) > 80 else ''}"
-    return short if short.startswith("$ ") else f"{request.tool}: {short}"
+    return f"{line[:80]}{'…' if len(line) > 80 else ''}"

@@ -242,6 +242,23 @@ async def test_requests_are_asked_one_at_a_time_in_order(start_app, tmp_path) ->
     assert end.kind == "completed" and (tmp_path / "two").exists()
 
 
+async def test_status_lists_the_open_requests_with_what_is_asked_and_how_long(
+        start_app) -> None:
+    clock = ManualClock()
+    h = await start_app(config(), clock)
+    await h.say("ask touch waits; say after")
+    question = await asked(h)
+    key = question.data["ask"]
+    await clock.advance(125)
+    plugin = h.plugin("approvals")
+    assert plugin.report_status() == {"open_approval_requests": [
+        {"chat": question.chat.key, "session": None, "key": key, "tool": "Bash",
+         "asked": "$ touch waits", "waiting": "2 min 5 s"}]}
+    await h.say(f"/approve {key}")
+    await h.recorder.finished()
+    assert plugin.report_status() == {"open_approval_requests": []}
+
+
 async def test_stop_ends_a_waiting_turn_and_withdraws_its_request(start_app, tmp_path) -> None:
     h = await start_app(config())
     await h.say(f"ask touch {tmp_path / 'never'}; say after")
@@ -326,6 +343,14 @@ def test_approve_typed_on_the_console(tmp_path: Path) -> None:
             assert line and time.monotonic() < deadline, (seen, proc.stderr)
         key = line.split()[1]
         assert any(f"$ touch {target}" in line for line in seen), seen
+        status = subprocess.run(  # beside the running bot: the open request, by chat
+            [sys.executable, "-m", "cadenza.cli", "status", "--config",
+             str(tmp_path / "plugins.toml"), "--state-dir", str(tmp_path / "state")],
+            capture_output=True, text=True, cwd=tmp_path, timeout=30)
+        assert status.returncode == 0, status.stderr
+        (row,) = [line for line in status.stdout.splitlines() if f"key={key}" in line]
+        assert f"key={key}  tool=Bash  asked=$ touch /" in row and "  waiting=" in row
+        assert "open_approval_requests: 1" in status.stdout
         proc.stdin.write(f"/approve {key}\n")
         proc.stdin.flush()
         while "after" not in (line := proc.stdout.readline()):
