@@ -9,8 +9,10 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
+from html import escape
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import aiohttp
 import pytest
@@ -180,6 +182,35 @@ async def test_turns_of_other_chats_show_live(start_app, page_for):
     assert CHAT.key in chats and "tick 3 0.05 from elsewhere" in chats
 
 
+async def test_the_chats_view_lists_the_journals_turns_after_a_restart(start_app, page_for):
+    h, page = await logged_in(start_app, page_for)
+    hostile = 'say <script>alert("pwned")</script><img src=x onerror=alert(1)>'
+    await h.say("say before the restart")
+    await h.say(hostile)
+    await h.recorder.finished(2)
+    h = await h.restart()
+    page = page_for(h.plugin("web").url)
+    assert (await page.login()).status == 200
+    html = await (await page.get("/chats")).text()
+    section = html[html.index(f"<h2>{CHAT.key}</h2>"):]
+    rows = re.findall(r"<tr>(<td.*?)</tr>", section[:section.index("Named sessions")])
+    cells = [re.findall(r'data-label="(\w+)">(.*?)</td>', row) for row in rows]
+    assert [dict(row) for row in cells] == [
+        {"prompt": escape(hostile), "session": "—", "outcome": "completed", "duration": ANY,
+         "cost_usd": "0.0123"},
+        {"prompt": "say before the restart", "session": "—", "outcome": "completed",
+         "duration": ANY, "cost_usd": "0.0123"}]
+    assert "<script>alert" not in html and "<img src=x" not in html
+
+
+async def test_without_the_journal_the_chats_view_lists_this_runs_turns(start_app, page_for):
+    h, page = await logged_in(start_app, page_for, web_config(plugins="journal = false"))
+    await h.say("say only in this run")
+    await h.recorder.finished(1)
+    html = await (await page.get("/chats")).text()
+    assert CHAT.key in html and "say only in this run" in html and "0.0123" in html
+
+
 async def test_hostile_output_is_text_on_the_page(start_app, page_for):
     h, page = await logged_in(start_app, page_for)
     await h.say('say <script>alert("pwned")</script><img src=x onerror=alert(1)>')
@@ -197,6 +228,8 @@ async def test_stop_on_the_page_ends_the_turn(start_app, page_for):
     await until(stream, lambda m: m["type"] == "snapshot")
     await h.say("sleep 30")
     started = await until(stream, lambda m: m["type"] == "turn")
+    chats = await (await page.get("/chats")).text()
+    assert '<td data-label="outcome">running</td>' in chats  # the journal's row, live
     assert (await page.post("/stop", csrf=None, turn=started["id"])).status == 403
     assert (await page.post("/stop", turn=started["id"])).status == 200
     end = await until(stream, lambda m: m["type"] == "end")

@@ -1,6 +1,7 @@
 """The web frontend plugin: the board fed from the hooks, the server started with the bot, the
 page's own chat (``web:<user>``), and what the pages read (journal and sessions through
-``report_status``, plugin health through the hook relay)."""
+``report_status``, each chat's recent turns through the journal's ``recent_turns``, plugin
+health through the hook relay)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from cadenza.api import (
     Recovery,
     StreamEvent,
     TimeoutWarning,
+    first_line,
     hookimpl,
 )
 from cadenza.frontends.text import lifecycle_text, recovery_text
@@ -29,6 +31,8 @@ from cadenza.frontends.web.board import Board
 from cadenza.frontends.web.server import Server
 from cadenza.frontends.web.settings import FRONTEND, WebConfig, loopback
 from cadenza.plugins.files import FilesSettings
+
+RECENT_PER_CHAT = 20  # turns of each chat the Chats view lists, newest first
 
 
 class WebFrontend:
@@ -158,7 +162,6 @@ class WebFrontend:
 
     async def chats(self) -> dict[str, dict[str, Any]]:
         status = await self.status()
-        board = self.board
         chats: dict[str, dict[str, Any]] = {}
 
         def about(key: str) -> dict[str, Any]:
@@ -167,17 +170,45 @@ class WebFrontend:
                 chats[key] = {"waiting": waiting, "turns": [], "sessions": []}
             return chats[key]
 
-        now = self.clock.monotonic()
-        for live in [*board.running.values(), *board.finished]:
-            row = live.describe(now)
-            about(row["chat"])["turns"].append({
-                "prompt": row["prompt"], "session": row["session"] or "—",
-                "outcome": row["outcome"] or "running", "duration": api.duration(row["elapsed"]),
-                "cost_usd": row["cost_usd"]})
+        for row in await self.recent_turns():
+            about(row.pop("chat"))["turns"].append(row)
         for session in status.get("sessions", []):
             about(str(session.get("chat")))["sessions"].append(
                 {k: v for k, v in session.items() if k != "chat"})
         return chats
+
+    async def recent_turns(self) -> list[dict[str, Any]]:
+        """Each chat's recent turns, newest first: the journal's, so they outlive a restart
+        (a running one as the board sees it, with its cost so far); without the journal,
+        the board's, of this run only."""
+        read = getattr(self.hooks.pm.get_plugin("journal"), "recent_turns", None)
+        if read is not None:
+            try:
+                return self._journal_rows(await read(limit_per_chat=RECENT_PER_CHAT))
+            except Exception as exc:  # the page stays up; the board still has this run's
+                self.log.warning("web: cannot read the journal's recent turns: %s", exc)
+        now = self.clock.monotonic()
+        return [_turn_row(row["chat"], row["prompt"], row["session"],
+                          row["outcome"] or "running", row["elapsed"], row["cost_usd"])
+                for row in (live.describe(now)
+                            for live in [*self.board.running.values(), *self.board.finished])]
+
+    def _journal_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        now, monotonic = self.clock.time(), self.clock.monotonic()
+        turns = []
+        for row in rows:
+            cost, started, ended = row["cost_usd"], row["started_at"], row["ended_at"]
+            live = self.board.running.get(row["id"])
+            if live is not None:
+                seconds: float | None = monotonic - live.started
+                cost = live.cost_usd if live.cost_usd is not None else cost
+            elif started is not None and (ended is not None or row["state"] == "running"):
+                seconds = (ended if ended is not None else now) - started
+            else:
+                seconds = None  # never started, or cut short with no end written
+            turns.append(_turn_row(row["chat"], row["prompt"], row["session"], row["state"],
+                                   seconds, cost))
+        return turns
 
     def plugins(self) -> list[dict[str, Any]]:
         rows = []
@@ -192,3 +223,11 @@ class WebFrontend:
                     for name, on in sorted(self.switches.items())
                     if not on and name not in loaded)
         return rows
+
+
+def _turn_row(chat: str, prompt: str, session: str, outcome: str, seconds: float | None,
+              cost_usd: float | None) -> dict[str, Any]:
+    """One line of a chat's recent turns, from the journal or the board alike."""
+    return {"chat": chat, "prompt": first_line(prompt, 200), "session": session or "—",
+            "outcome": outcome, "duration": "—" if seconds is None else api.duration(seconds),
+            "cost_usd": cost_usd}
