@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import random
 import re
 import statistics
@@ -59,6 +58,7 @@ from bench.live_streams import (  # noqa: E402
     DONE,
     agent_config,
     connected,
+    environment,
     fake_agent_path,
     loop_time,
     percentile,
@@ -152,10 +152,7 @@ async def cadenza(users: list[int], chats: int, *, max_output: int | None = None
     defaults but for where the API is and who may use the bot."""
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        saved = {name: os.environ.get(name) for name in ("PATH", "TELEGRAM_BOT_TOKEN")}
-        os.environ["PATH"] = fake_agent_path(directory)
-        os.environ["TELEGRAM_BOT_TOKEN"] = DEFAULT_TOKEN
-        try:
+        with environment(PATH=fake_agent_path(directory), TELEGRAM_BOT_TOKEN=DEFAULT_TOKEN):
             async with FakeTelegramServer(enforce_limits=limits,
                                           max_poll_wait=POLL_WAIT) as server:
                 core = "" if max_output is None else f"max_output = {max_output}\n"
@@ -173,12 +170,6 @@ async def cadenza(users: list[int], chats: int, *, max_output: int | None = None
                     yield Cadenza(app, server, ends)
                 finally:
                     await app.stop()
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
 
 
 # --------------------------------------------------------------------------- lost replies
