@@ -48,7 +48,8 @@ BUTTON = re.compile(r"(?P<action>stop|extend):(?P<turn>\S+)|cmd:(?P<command>/.+)
 
 def limits(edit_interval: float = 1.0) -> Limits:
     return Limits(message_length=MAX_MESSAGE, units=CODEPOINTS, chat=Rate(edit_interval),
-                  overall=Rate(1.0 / OVERALL_PER_SECOND), typing_lasts=TYPING_LASTS)
+                  overall=Rate(1.0 / OVERALL_PER_SECOND), typing_lasts=TYPING_LASTS,
+                  typing_counts=True)
 
 
 def classify(exc: BaseException) -> SendError:

@@ -526,7 +526,8 @@ class Outbox:
             else:
                 typed = now
                 for thread in threads:
-                    self.pacing.spent()
+                    if self.transport.limits.typing_counts:
+                        self.pacing.spent()
                     try:
                         await self.transport.typing(self.room, thread)
                     except Exception as exc:  # best effort: the live message shows progress

@@ -11,6 +11,8 @@ it asked for.
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -69,7 +71,7 @@ class Pacing:
         self.edit_interval = limits.chat.interval
         self.shared = Bucket(limits.overall.interval, limits.overall.burst)
         self.rate_limited = 0  # 429s received, all rooms
-        self.waiting = 0  # calls waiting for the shared rate now
+        self._queue: deque[asyncio.Future[None]] = deque()  # calls the shared rate holds
 
     def for_room(self, group: bool = False) -> RoomPace:
         rate = self.limits.group if group else None
@@ -78,16 +80,23 @@ class Pacing:
 
     async def slot(self, pace: RoomPace) -> None:
         """Wait until one call in this room may go, and count it (no await between the last
-        check and the count: the call is the next thing its caller does)."""
+        check and the count: the call is the next thing its caller does). Calls held only by
+        the shared rate go first come, first served."""
         while (wait := pace.delay(self.clock.monotonic())) > 0:
             await self.clock.sleep(wait)
-        self.waiting += 1  # now only the shared rate holds it
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(turn)
         try:
+            if self._queue[0] is not turn:
+                await turn  # the call ahead of it went
             while (wait := max(pace.delay(now := self.clock.monotonic()),
                                self.shared.delay(now))) > 0:
                 await self.clock.sleep(wait)
         finally:
-            self.waiting -= 1
+            head = self._queue[0] is turn
+            self._queue.remove(turn)
+            if head and self._queue and not self._queue[0].done():
+                self._queue[0].set_result(None)
         now = self.clock.monotonic()
         self.shared.commit(now)
         pace.commit(now)
@@ -95,11 +104,11 @@ class Pacing:
     def idle(self) -> bool:
         """Whether no call is waiting and the shared rate has room now: the moment for calls
         that may as well be skipped (typing indicators)."""
-        return not self.waiting and self.shared.delay(self.clock.monotonic()) <= 0
+        return not self._queue and self.shared.delay(self.clock.monotonic()) <= 0
 
     def spent(self) -> None:
-        """A call outside any room's pace went out (a typing indicator): it still counts
-        toward the platform's overall rate."""
+        """A call outside any room's pace went out (a typing indicator, where
+        ``Limits.typing_counts``): it still counts toward the platform's overall rate."""
         self.shared.commit(self.clock.monotonic())
 
     def limited(self, pace: RoomPace, retry_after: float) -> None:

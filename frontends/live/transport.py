@@ -133,6 +133,9 @@ class Limits:
     group: Rate | None = None  # in addition, in a room ``is_group`` (Telegram: 20 a minute)
     units: Units = UTF16  # how ``message_length`` counts
     typing_lasts: float = 5.0  # seconds one typing call shows
+    # whether a typing call counts toward ``overall`` (Discord: every request does; Telegram:
+    # its limits are about messages)
+    typing_counts: bool = False
 
 
 @dataclass(frozen=True, slots=True)
