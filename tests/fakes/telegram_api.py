@@ -20,21 +20,20 @@ import json
 import math
 import mimetypes
 import re
-import socket
 import string
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiohttp import web
 
+from tests.fakes.local_server import Dropped, LocalServer
+
 JSON = dict[str, Any]
-T = TypeVar("T")
 
 # aiogram refuses tokens that are not "<digits>:<secret>".
 DEFAULT_TOKEN = "123456789:AAFakeTokenForCadenzaTests_0123456789"
@@ -205,10 +204,6 @@ class Upload:
 
     filename: str | None
     data: bytes = field(repr=False)
-
-
-class _Dropped(Exception):
-    """Raised inside a request to close its connection without an answer."""
 
 
 # --------------------------------------------------------------------------- records
@@ -937,13 +932,6 @@ def _mime_of(name: str) -> str:
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _command_entities(text: str) -> list[JSON]:
     """Telegram marks a leading /command with a bot_command entity."""
     match = re.match(r"/[A-Za-z0-9_]+(@[A-Za-z0-9_]+)?", text)
@@ -967,7 +955,7 @@ class LocalAiohttpSession(AiohttpSession):
 # --------------------------------------------------------------------------- the server
 
 
-class FakeTelegramServer:
+class FakeTelegramServer(LocalServer[Fault]):
     """In-memory Telegram Bot API on 127.0.0.1; see the module docstring."""
 
     def __init__(
@@ -982,6 +970,7 @@ class FakeTelegramServer:
     ) -> None:
         """``max_poll_wait`` caps getUpdates' long-poll ``timeout`` (seconds) to keep tests
         fast. ``clock`` drives the flood limits (defaults to the event loop's time)."""
+        super().__init__()
         self.token = token
         self.strict_token = strict_token
         self.max_poll_wait = max_poll_wait
@@ -994,23 +983,16 @@ class FakeTelegramServer:
         self.discarded_updates: list[JSON] = []
         self.allowed_updates: list[str] | None = None
         self.confirmed_offset = 0
-        self.base_url = ""
         self._limiter = _RateLimiter(limits or RateLimits(), clock or self._loop_time)
         self._queue: list[JSON] = []
         self._next_update_id = 10_001
         self._chats: dict[int, _Chat] = {}
         self._callbacks: dict[str, _CallbackQuery] = {}
         self._commands: dict[tuple[str, str], list[JSON]] = {}
-        self._faults: dict[str, deque[tuple[Fault, Callable[[JSON], bool] | None]]] = {}
-        self._hangs: set[asyncio.Event] = set()
-        self._changed = asyncio.Event()
         self._poll_ticket = 0
         self._file_counter = 0
         self._files: dict[str, _File] = {}  # by file_id
         self.downloads: list[str] = []  # file paths fetched from the download route
-        self._epoch = 0
-        self._port: int | None = None
-        self._runner: web.AppRunner | None = None
         self._handlers: dict[str, Handler] = {
             "getMe": self._get_me,
             "getUpdates": self._get_updates,
@@ -1034,53 +1016,11 @@ class FakeTelegramServer:
 
     # ----------------------------------------------------------------- lifecycle
 
-    async def start(self, *, listening: bool = True) -> str:
-        """Pick a port and return the base URL; ``listening=False`` simulates Telegram being
-        unreachable at startup until ``bring_up()``."""
-        if self._port is None:
-            self._port = _free_port()
-            self.base_url = f"http://127.0.0.1:{self._port}"
-        if listening:
-            await self.bring_up()
-        return self.base_url
-
-    async def stop(self) -> None:
-        await self.take_down()
-
-    async def restart(self) -> None:
-        """Drop every connection and listen again on the same port; state is kept."""
-        await self.take_down()
-        await self.bring_up()
-
-    async def bring_up(self) -> None:
-        if self._runner is not None:
-            return
-        if self._port is None:
-            raise RuntimeError("call start() first")
+    def _application(self) -> web.Application:
         app = web.Application(client_max_size=MAX_UPLOAD_BYTES + 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         app.router.add_route("GET", "/file/bot{token}/{path:.+}", self._download)
-        runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=0.1
-        )
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self._port, reuse_address=True).start()
-        self._runner = runner
-
-    async def take_down(self) -> None:
-        """Stop listening; in-flight requests (long polls, hangs) lose their connection."""
-        if self._runner is None:
-            return
-        runner, self._runner = self._runner, None
-        self._epoch += 1
-        for hang in self._hangs:
-            hang.set()
-        self._notify()
-        await runner.cleanup()
-
-    @property
-    def listening(self) -> bool:
-        return self._runner is not None
+        return app
 
     async def __aenter__(self) -> FakeTelegramServer:
         await self.start()
@@ -1326,17 +1266,6 @@ class FakeTelegramServer:
     def commands(self, scope: JSON | None = None, language_code: str = "") -> list[JSON]:
         return list(self._commands.get(self._commands_key(scope, language_code), []))
 
-    async def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0) -> T:
-        """Wait until ``predicate()`` is truthy, re-checking on every server state change;
-        returns that value or raises TimeoutError."""
-        try:
-            async with asyncio.timeout(timeout):
-                while not (value := predicate()):
-                    await self._changed.wait()
-        except TimeoutError:
-            raise TimeoutError(f"condition not met within {timeout}s") from None
-        return value
-
     # ----------------------------------------------------------------- fault injection
 
     def fail_next(self, method: str, fault: Fault, times: int = 1, *,
@@ -1346,24 +1275,7 @@ class FakeTelegramServer:
         name = method if method == "*" else self._method_names.get(method.lower())
         if name is None:
             raise ValueError(f"unknown method {method!r}")
-        self._faults.setdefault(name, deque()).extend([(fault, when)] * times)
-
-    def clear_faults(self) -> None:
-        self._faults.clear()
-
-    def release_hangs(self) -> None:
-        """Let every hung call proceed and be answered normally."""
-        for hang in self._hangs:
-            hang.set()
-
-    def _take_fault(self, method: str, params: JSON) -> Fault | None:
-        for key in (method, "*"):
-            if queue := self._faults.get(key):
-                fault, when = queue[0]
-                if when is None or when(params):
-                    queue.popleft()
-                    return fault
-        return None
+        self._queue_fault(name, fault, times, when)
 
     # ----------------------------------------------------------------- HTTP plumbing
 
@@ -1380,7 +1292,7 @@ class FakeTelegramServer:
         self._notify()
         try:
             status, body = await self._answer(call)
-        except _Dropped:
+        except Dropped:
             self._finish(call, "dropped")
             if request.transport is not None:
                 request.transport.close()
@@ -1434,40 +1346,19 @@ class FakeTelegramServer:
         if fault is not None and fault.kind == "hang":
             await self._hang(call)
         if fault is not None and fault.kind == "drop" and not fault.after_processing:
-            raise _Dropped
+            raise Dropped
         try:
             result = await self._run(handler, _Params(call.params))
         except ApiError as error:
             return error.status, error.body()
         if fault is not None and fault.kind == "drop":
-            raise _Dropped
+            raise Dropped
         return 200, {"ok": True, "result": result}
 
     @staticmethod
     async def _run(handler: Handler, params: _Params) -> Any:
         result = handler(params)
         return await result if asyncio.iscoroutine(result) else result
-
-    async def _hang(self, call: ApiCall) -> None:
-        epoch, release = self._epoch, asyncio.Event()
-        call.outcome = "hanging"
-        self._hangs.add(release)
-        self._notify()
-        try:
-            await release.wait()
-        finally:
-            self._hangs.discard(release)
-        if self._epoch != epoch:
-            raise _Dropped
-        call.outcome = "pending"
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    @staticmethod
-    def _loop_time() -> float:
-        return asyncio.get_running_loop().time()
 
     # ----------------------------------------------------------------- state helpers
 
@@ -1664,7 +1555,7 @@ class FakeTelegramServer:
                     wait,
                 )
         if self._epoch != epoch:
-            raise _Dropped
+            raise Dropped
         if self._poll_ticket != ticket:
             raise ApiError(409, CONFLICT)
         return self._queue[:limit]

@@ -9,14 +9,14 @@ import contextlib
 import functools
 import json
 import re
-import socket
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from mimetypes import guess_type
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from aiohttp import BodyPartReader, hdrs, web
+
+from tests.fakes.local_server import Dropped, LocalServer
 
 from .gateway import Gateway, GatewaySession
 from .limits import Fault, RateLimiter, RateLimits, rate_limited_body
@@ -68,7 +68,6 @@ from .model import (
 from .rest import NO_CONTENT, ROUTES, RestHandlers, RouteSpec, json_response
 from .shapes import JsonShapes
 
-T = TypeVar("T")
 Sent = tuple[str, bytes] | tuple[str, bytes, str | None]  # a user's file: name, data, type
 DEFAULT_BOT_ID = 1_186_650_000_000_000_001
 DEFAULT_OWNER_ID = 1_186_650_000_000_000_002
@@ -121,10 +120,6 @@ class ApiCall:
         return int(value) if value and value.isdigit() else None
 
 
-class _Dropped(Exception):
-    """Raised inside a request to close its connection without an answer."""
-
-
 @dataclass
 class Request:
     """A call as a handler sees it."""
@@ -155,14 +150,7 @@ class Request:
         return self.call.query.get(name, "").lower() in ("1", "true")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class FakeDiscordServer(RestHandlers, JsonShapes):
+class FakeDiscordServer(RestHandlers, JsonShapes, LocalServer[Fault]):
     """Discord's REST API (``/api/v10``) and gateway (``/gateway``) in memory."""
 
     def __init__(
@@ -188,6 +176,7 @@ class FakeDiscordServer(RestHandlers, JsonShapes):
         for others at IDENTIFY closes the gateway with 4014. ``clock`` drives rate limits,
         nonce and interaction windows (default: the event loop's time). ``patch_discord``
         points discord.py at this server while it runs as a context manager."""
+        super().__init__()
         self.token = token
         self.bot_id = bot_id
         self.application_id = application_id or bot_id
@@ -200,7 +189,6 @@ class FakeDiscordServer(RestHandlers, JsonShapes):
         self.nonce_window = nonce_window
         self.patch_discord = patch_discord
         self.clock = clock or self._loop_time
-        self.base_url = ""
         self.tokens_seen: set[str] = set()
         self.calls: list[ApiCall] = []
         self.rate_limited = 0  # 429s the limits (not scripted faults) answered
@@ -219,12 +207,6 @@ class FakeDiscordServer(RestHandlers, JsonShapes):
         self._guild_commands: dict[int, dict[str, JSON]] = {}
         self._ids = Snowflakes()
         self._limiter = RateLimiter(limits or RateLimits(), lambda: self.clock())
-        self._faults: dict[str, deque[Fault]] = {}
-        self._hangs: set[asyncio.Event] = set()
-        self._changed: asyncio.Event | None = None
-        self._epoch = 0
-        self._port: int | None = None
-        self._runner: web.AppRunner | None = None
         self._patch: contextlib.ExitStack | None = None
         self.add_user(bot_id, bot_name, bot=True)
         self.add_user(owner_id, "owner")
@@ -233,28 +215,12 @@ class FakeDiscordServer(RestHandlers, JsonShapes):
 
     async def start(self, *, listening: bool = True) -> str:
         """Pick a port and return the REST base; ``listening=False`` simulates Discord being
-        unreachable until ``bring_up()``."""
-        if self._port is None:
-            self._port = _free_port()
-            self.base_url = f"http://127.0.0.1:{self._port}"
-        if listening:
-            await self.bring_up()
+        unreachable until ``bring_up()``. ``restart()`` keeps state and gateway sessions, so
+        discord.py resumes."""
+        await super().start(listening=listening)
         return self.api_base
 
-    async def stop(self) -> None:
-        await self.take_down()
-
-    async def restart(self) -> None:
-        """Drop every connection and listen again on the same port; state and gateway
-        sessions are kept, so discord.py resumes."""
-        await self.take_down()
-        await self.bring_up()
-
-    async def bring_up(self) -> None:
-        if self._runner is not None:
-            return
-        if self._port is None:
-            raise RuntimeError("call start() first")
+    def _application(self) -> web.Application:
         # room for a body over the upload limit, so that the limit answers it (413, 40005)
         app = web.Application(client_max_size=2 * self.max_upload_bytes + 1024 * 1024)
         for spec in ROUTES:
@@ -266,27 +232,10 @@ class FakeDiscordServer(RestHandlers, JsonShapes):
         app.router.add_get("/attachments/{channel_id}/{attachment_id}/{filename}",
                            self._serve_attachment)
         app.router.add_route("*", "/{tail:.*}", self._unknown_route)
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
-                               shutdown_timeout=0.1)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self._port, reuse_address=True).start()
-        self._runner = runner
+        return app
 
-    async def take_down(self) -> None:
-        """Stop listening: gateway connections are cut, in-flight requests dropped."""
-        if self._runner is None:
-            return
-        runner, self._runner = self._runner, None
-        self._epoch += 1
-        self.gateway.shutdown()
-        for hang in self._hangs:
-            hang.set()
-        self._notify()
-        await runner.cleanup()
-
-    @property
-    def listening(self) -> bool:
-        return self._runner is not None
+    def _closing(self) -> None:
+        self.gateway.shutdown()  # gateway connections are cut with the REST ones
 
     @property
     def api_base(self) -> str:
@@ -625,17 +574,6 @@ class FakeDiscordServer(RestHandlers, JsonShapes):
     def sessions(self) -> list[GatewaySession]:
         return self.gateway.sessions
 
-    async def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0) -> T:
-        """Wait until ``predicate()`` is truthy, re-checking on every change of the server's
-        state (calls, messages, gateway traffic); returns that value or raises TimeoutError."""
-        try:
-            async with asyncio.timeout(timeout):
-                while not (value := predicate()):
-                    await self._event().wait()
-        except TimeoutError:
-            raise TimeoutError(f"condition not met within {timeout}s") from None
-        return value
-
     async def wait_for_session(self, *, resumes: int = 0, timeout: float = 5.0) -> GatewaySession:
         """A connected session, optionally one that has resumed ``resumes`` times or more."""
         return await self.wait_for(lambda: next(
@@ -648,20 +586,13 @@ class FakeDiscordServer(RestHandlers, JsonShapes):
         with ``fault``."""
         if route != "*" and route not in {spec.key for spec in ROUTES}:
             raise ValueError(f"unknown route {route!r}")
-        self._faults.setdefault(route, deque()).extend([fault] * times)
+        self._queue_fault(route, fault, times)
 
     def rate_limit_next(self, route: str, times: int = 1, retry_after: float = 0.05, *,
                         is_global: bool = False) -> None:
         """Answer the next ``times`` calls of ``route`` with a 429 (discord.py waits and
         retries each, up to 5 tries per request)."""
         self.fail_next(route, Fault.rate_limited(retry_after, is_global=is_global), times)
-
-    def clear_faults(self) -> None:
-        self._faults.clear()
-
-    def release_hangs(self) -> None:
-        for hang in self._hangs:
-            hang.set()
 
     async def close_gateway(self, code: int, reason: str | None = None) -> None:
         """Close the gateway with ``code`` (4004: bad token, 4014: disallowed intents, ...)."""
@@ -678,12 +609,6 @@ class FakeDiscordServer(RestHandlers, JsonShapes):
     def invalidate_session(self, resumable: bool = False) -> None:
         self.gateway.invalidate(resumable)
 
-    def _take_fault(self, route: str) -> Fault | None:
-        for key in (route, "*"):
-            if queue := self._faults.get(key):
-                return queue.popleft()
-        return None
-
     # ----------------------------------------------------------------- HTTP plumbing
 
     async def _handle(self, spec: RouteSpec, request: web.Request) -> web.StreamResponse:
@@ -699,7 +624,7 @@ class FakeDiscordServer(RestHandlers, JsonShapes):
                 status, body, headers = error.status, error.body(), {}
             else:
                 status, body, headers = await self._answer(spec, call)
-        except _Dropped:
+        except Dropped:
             self._finish(call, "dropped")
             if request.transport is not None:
                 request.transport.close()
@@ -725,7 +650,7 @@ class FakeDiscordServer(RestHandlers, JsonShapes):
         if fault is not None and fault.kind == "hang":
             await self._hang(call)
         if fault is not None and fault.kind == "drop" and not fault.after_processing:
-            raise _Dropped
+            raise Dropped
         if spec.auth and not self._token_ok(call.token):
             return 401, {"message": "401: Unauthorized", "code": 0}, {}
         headers: dict[str, str] = {}
@@ -745,7 +670,7 @@ class FakeDiscordServer(RestHandlers, JsonShapes):
             self.errors.append(error)
             return 503, {"message": f"503: fake server error: {error!r}", "code": 0}, headers
         if fault is not None and fault.kind == "drop":
-            raise _Dropped
+            raise Dropped
         return (204 if result is NO_CONTENT else 200), result, headers
 
     async def _read_body(self, request: web.Request) -> tuple[Any, list[Upload]]:
@@ -804,19 +729,6 @@ class FakeDiscordServer(RestHandlers, JsonShapes):
         call.finished_at = self._loop_time()
         self._notify()
 
-    async def _hang(self, call: ApiCall) -> None:
-        epoch, release = self._epoch, asyncio.Event()
-        call.outcome = "hanging"
-        self._hangs.add(release)
-        self._notify()
-        try:
-            await release.wait()
-        finally:
-            self._hangs.discard(release)
-        if self._epoch != epoch:
-            raise _Dropped
-        call.outcome = "pending"
-
     async def _serve_attachment(self, request: web.Request) -> web.StreamResponse:
         wanted = request.match_info["attachment_id"]
         for message in self._messages.values():
@@ -831,20 +743,6 @@ class FakeDiscordServer(RestHandlers, JsonShapes):
     @staticmethod
     async def _unknown_route(request: web.Request) -> web.StreamResponse:
         return json_response({"message": "404: Not Found", "code": 0}, 404)
-
-    def _event(self) -> asyncio.Event:
-        if self._changed is None:
-            self._changed = asyncio.Event()
-        return self._changed
-
-    def _notify(self) -> None:
-        if self._changed is not None:
-            self._changed.set()
-            self._changed = None
-
-    @staticmethod
-    def _loop_time() -> float:
-        return asyncio.get_running_loop().time()
 
     # ----------------------------------------------------------------- state helpers
 
